@@ -1,0 +1,1 @@
+"""The `clob` command line."""

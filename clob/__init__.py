@@ -1,0 +1,1 @@
+"""Pure, deterministic matching engine: no I/O, no clock, no randomness."""

@@ -1,0 +1,1 @@
+"""Cluster topology files and their schema."""

@@ -1,0 +1,1 @@
+"""WebSocket gateway: sessions, routing to replica groups, market data."""

@@ -1,0 +1,1 @@
+"""A market's replica group: consensus core, storage, node runtime."""
