@@ -1,0 +1,71 @@
+"""The cluster topology as attrs classes (loaded from TOML by config.load).
+
+Addresses are ``"host:port"`` strings. Every market has its own replica
+group; ``join = true`` marks a spare replica that is not an initial member
+and enters the group through ``clob admin add-replica`` (as a learner first).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+
+Durability = Literal["fsync", "none"]
+
+
+@attrs.frozen
+class ReplicaConfig:
+    name: str
+    raft: str  # peer (Raft) listen address
+    client: str  # shard client protocol listen address
+    data_dir: str
+    metrics: str | None = None  # Prometheus endpoint, None to disable
+    join: bool = False
+
+
+@attrs.frozen
+class MarketConfig:
+    name: str
+    tick_size: str
+    lot_size: str
+    replicas: tuple[ReplicaConfig, ...]
+
+    def initial_voters(self) -> tuple[str, ...]:
+        return tuple(r.name for r in self.replicas if not r.join)
+
+
+@attrs.frozen
+class GatewayConfig:
+    name: str
+    listen: str  # WebSocket listen address
+    metrics: str | None = None
+
+
+@attrs.frozen
+class TimingConfig:
+    """Raft timing; the election timeout is randomized in [election, 2*election) ticks."""
+
+    tick_ms: int = 10
+    election_ticks: int = 30
+    heartbeat_ticks: int = 3
+
+
+@attrs.frozen
+class ClusterConfig:
+    cluster_id: str
+    markets: tuple[MarketConfig, ...]
+    gateways: tuple[GatewayConfig, ...] = ()
+    durability: Durability = "fsync"
+    keys_file: str = "var/keys.json"
+    timing: TimingConfig = TimingConfig()
+
+    def market(self, name: str) -> MarketConfig | None:
+        return next((m for m in self.markets if m.name == name), None)
+
+    def replica(self, name: str) -> tuple[MarketConfig, ReplicaConfig] | None:
+        for market in self.markets:
+            for replica in market.replicas:
+                if replica.name == name:
+                    return market, replica
+        return None

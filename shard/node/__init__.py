@@ -1,0 +1,1 @@
+"""Replica node runtime: trio drives the consensus core, storage and engine."""
