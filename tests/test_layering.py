@@ -26,7 +26,7 @@ FORBIDDEN = {
         "asyncio",
     },
     "shard": {"gateway", "cli", "asyncio", "threading"},
-    "gateway": {"cli", "asyncio", "threading"},
+    "gateway": {"cli", "chaos", "asyncio", "threading"},
     "config": {"shard", "gateway", "cli", "trio"},
 }
 # the consensus core is sans-I/O like the engine

@@ -1,0 +1,1 @@
+"""Chaos testing of real processes: fault injection, history recording, checking."""

@@ -1,0 +1,567 @@
+"""Pure checks of a chaos run: the recorded history against the committed log.
+
+Inputs are the client history (:mod:`chaos.history`), each market's
+committed log fetched from the replicas after the run (events always, the
+commands themselves when they could be read) and the replicas' final status.
+Every check returns :class:`Violation` records; none does I/O.
+
+The workload keeps three promises the checks rely on: it never reuses a
+``client_order_id`` (so a second application of a ``new_order`` is visible
+as a second ``accepted`` or as a ``duplicate_client_order_id`` rejection),
+it addresses cancels and amends by ``order_id`` (so a rejected event that
+carries a ``client_order_id`` comes from a ``new_order``), and it sends each
+``new_order``/``cancel``/``amend`` command at most once (so two equal
+committed commands are a duplicate).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+import attrs
+import orjson
+
+from chaos.history import Event, Operation, Subscription
+from chaos.order_model import OrderModel, order_key
+from shard.node.api import NodeStatus
+
+_NAME_FIELDS = ("maker_user", "taker_user")
+_STREAM_EVENT_TYPES = frozenset({"accepted", "fill", "cancelled", "amended"})
+
+
+@attrs.frozen
+class Violation:
+    kind: str
+    market: str | None
+    message: str
+    op_ids: tuple[int, ...] = ()
+
+
+@attrs.frozen
+class CommittedEntry:
+    """One applied command: its seq, its events and, when known, the command."""
+
+    seq: int
+    events: tuple[Event, ...]
+    command: dict[str, Any] | None = None
+
+
+@attrs.frozen
+class CommittedLog:
+    """A market's committed commands from ``first_seq`` to ``last_seq`` without a gap."""
+
+    market: str
+    entries: Mapping[int, CommittedEntry]
+    first_seq: int = 1
+    last_seq: int = 0
+
+    @classmethod
+    def from_entries(cls, market: str, entries: Iterable[CommittedEntry]) -> CommittedLog:
+        by_seq = {e.seq: e for e in entries}
+        if not by_seq:
+            return cls(market, {}, 1, 0)
+        first = min(by_seq)
+        last = first
+        while last + 1 in by_seq:
+            last += 1
+        return cls(market, {s: e for s, e in by_seq.items() if s <= last}, first, last)
+
+    def covers(self, seq: int) -> bool:
+        return self.first_seq <= seq <= self.last_seq
+
+    def has_commands(self) -> bool:
+        return bool(self.entries) and all(e.command is not None for e in self.entries.values())
+
+
+class EngineLike(Protocol):
+    def execute(self, command: object, seq: int) -> list[Any]: ...
+
+    def encode(self, event: Any) -> dict[str, Any]: ...
+
+
+def redact(events: Iterable[Event], user: str) -> list[Event]:
+    """Events as ``user`` may see them: other users' names removed from fills."""
+    out = []
+    for event in events:
+        shown = dict(event)
+        for field in _NAME_FIELDS:
+            if field in shown and shown[field] != user:
+                del shown[field]
+        out.append(shown)
+    return out
+
+
+def leaked_names(events: Iterable[Event], user: str) -> list[str]:
+    """Other users' names that ``user`` was shown (PROTOCOL.md: fills hide them)."""
+    return [
+        str(event[field])
+        for event in events
+        for field in _NAME_FIELDS
+        if event.get(field) not in (None, user)
+    ]
+
+
+def _canonical(command: Mapping[str, Any]) -> bytes:
+    return orjson.dumps(command, option=orjson.OPT_SORT_KEYS)
+
+
+def _client_order_key(event: Event) -> tuple[str, str] | None:
+    cid = event.get("client_order_id")
+    user = event.get("user")
+    if isinstance(cid, str) and isinstance(user, str):
+        return user, cid
+    return None
+
+
+def _new_order_applications(log: CommittedLog) -> dict[tuple[str, str], list[int]]:
+    """(user, client_order_id) -> seqs of the new_order commands that carried it."""
+    found: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for seq in sorted(log.entries):
+        entry = log.entries[seq]
+        if entry.command is not None:
+            if entry.command.get("type") != "new_order":
+                continue
+            cid, user = entry.command.get("client_order_id"), entry.command.get("user")
+            if isinstance(cid, str) and isinstance(user, str):
+                found[(user, cid)].append(seq)
+            continue
+        first = entry.events[0] if entry.events else {}
+        if first.get("type") in ("accepted", "rejected"):
+            key = _client_order_key(first)
+            if key is not None:
+                found[key].append(seq)
+    return found
+
+
+def check_acknowledged(
+    ops: Sequence[Operation], logs: Mapping[str, CommittedLog]
+) -> list[Violation]:
+    """Every acknowledged command is in the committed log at its seq, with the events told."""
+    out: list[Violation] = []
+    told_at: dict[tuple[str, int], int] = {}
+    for op in ops:
+        if op.outcome != "ok" or not op.is_command or op.seq is None:
+            continue
+        log = logs.get(op.market)
+        if log is None:
+            out.append(Violation("lost_ack", op.market, "no committed log for market", (op.op_id,)))
+            continue
+        other = told_at.setdefault((op.market, op.seq), op.op_id)
+        if other != op.op_id:
+            out.append(
+                Violation(
+                    "seq_reused",
+                    op.market,
+                    f"two acknowledged commands were told seq {op.seq}",
+                    (other, op.op_id),
+                )
+            )
+        if op.seq > log.last_seq:
+            out.append(
+                Violation(
+                    "lost_ack",
+                    op.market,
+                    f"acknowledged {op.op} at seq {op.seq} but the replicas committed only "
+                    f"up to {log.last_seq}",
+                    (op.op_id,),
+                )
+            )
+            continue
+        if op.seq < log.first_seq:
+            continue  # compacted away before we could read it: checked by nothing
+        if leaked_names(op.events, op.user):
+            out.append(
+                Violation(
+                    "privacy",
+                    op.market,
+                    f"{op.user!r} was told {leaked_names(op.events, op.user)}",
+                    (op.op_id,),
+                )
+            )
+        entry = log.entries[op.seq]
+        if redact(entry.events, op.user) != redact(op.events, op.user):
+            out.append(
+                Violation(
+                    "wrong_result",
+                    op.market,
+                    f"{op.op} acknowledged at seq {op.seq} with events {list(op.events)!r} but the "
+                    f"committed events are {list(entry.events)!r}",
+                    (op.op_id,),
+                )
+            )
+        elif entry.command is not None and entry.command != op.engine_command():
+            out.append(
+                Violation(
+                    "wrong_result",
+                    op.market,
+                    f"seq {op.seq} holds {entry.command!r}, not the acknowledged "
+                    f"{op.engine_command()!r}",
+                    (op.op_id,),
+                )
+            )
+    return out
+
+
+def check_no_duplicates(
+    ops: Sequence[Operation], logs: Mapping[str, CommittedLog]
+) -> list[Violation]:
+    """No command is applied twice, and none that was definitely refused is applied."""
+    out: list[Violation] = []
+    for market, log in logs.items():
+        applications = _new_order_applications(log)
+        for (user, cid), seqs in applications.items():
+            if len(seqs) > 1:
+                out.append(
+                    Violation(
+                        "duplicate",
+                        market,
+                        f"new_order {cid!r} of {user!r} applied {len(seqs)} times, at seqs {seqs}",
+                    )
+                )
+        for seq in sorted(log.entries):
+            for event in log.entries[seq].events:
+                if event.get("reason") == "duplicate_client_order_id":
+                    out.append(
+                        Violation(
+                            "duplicate",
+                            market,
+                            f"seq {seq}: a client_order_id was applied again ({event!r})",
+                        )
+                    )
+        if log.has_commands():
+            seen: dict[bytes, int] = {}
+            for seq in sorted(log.entries):
+                command = log.entries[seq].command
+                assert command is not None
+                if command.get("type") not in ("new_order", "cancel", "amend"):
+                    continue
+                key = _canonical(command)
+                if key in seen:
+                    out.append(
+                        Violation(
+                            "duplicate",
+                            market,
+                            f"command {command!r} applied at seqs {seen[key]} and {seq}",
+                        )
+                    )
+                seen.setdefault(key, seq)
+        committed_commands = (
+            {_canonical(e.command) for e in log.entries.values() if e.command is not None}
+            if log.has_commands()
+            else set()
+        )
+        for op in ops:
+            if op.market != market or op.outcome != "fail" or not op.is_command:
+                continue
+            op_cid = op.client_order_id
+            applied = (
+                op.op == "new_order" and op_cid is not None and (op.user, op_cid) in applications
+            )
+            applied = applied or _canonical(op.engine_command()) in committed_commands
+            if applied and op.op != "cancel_all":
+                out.append(
+                    Violation(
+                        "failed_but_applied",
+                        market,
+                        f"{op.op} was refused with {op.error!r} but is in the committed log",
+                        (op.op_id,),
+                    )
+                )
+    return out
+
+
+def check_replicas(statuses: Mapping[str, Sequence[NodeStatus]]) -> list[Violation]:
+    """Replicas of a group that report a digest at the same seq report the same digest."""
+    out: list[Violation] = []
+    for market, nodes in statuses.items():
+        by_seq: dict[int, dict[str, str]] = defaultdict(dict)
+        for node in nodes:
+            if node.reachable and node.digest is not None:
+                by_seq[node.digest_seq][node.name] = node.digest
+            if node.diverged:
+                out.append(Violation("divergence", market, f"{node.name} reports diverged state"))
+        for seq, digests in sorted(by_seq.items()):
+            if len(set(digests.values())) > 1:
+                out.append(
+                    Violation("divergence", market, f"digests differ at seq {seq}: {digests}")
+                )
+    return out
+
+
+def check_replica_logs(market: str, logs: Mapping[str, CommittedLog]) -> list[Violation]:
+    """Every copy of a market's committed log (one per replica, or offline) agrees seq by seq."""
+    out: list[Violation] = []
+    names = sorted(logs)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            first = max(logs[a].first_seq, logs[b].first_seq)
+            last = min(logs[a].last_seq, logs[b].last_seq)
+            for seq in range(first, last + 1):
+                if logs[a].entries[seq].events != logs[b].entries[seq].events:
+                    out.append(
+                        Violation(
+                            "divergence",
+                            market,
+                            f"seq {seq}: {a} applied {list(logs[a].entries[seq].events)!r} but "
+                            f"{b} applied {list(logs[b].entries[seq].events)!r}",
+                        )
+                    )
+                    break
+    return out
+
+
+def check_replay(
+    ops: Sequence[Operation],
+    logs: Mapping[str, CommittedLog],
+    engine_factory: Callable[[], EngineLike],
+    prelude: Mapping[str, Sequence[dict[str, Any]]] | None = None,
+) -> list[Violation]:
+    """Replaying each market's committed commands through a fresh engine gives the same events.
+
+    ``prelude`` holds commands applied before seq 1 (a market created outside
+    the log). Logs without commands, or not starting at seq 1, are skipped.
+    """
+    out: list[Violation] = []
+    told: dict[tuple[str, int], Operation] = {
+        (op.market, op.seq): op
+        for op in ops
+        if op.outcome == "ok" and op.is_command and op.seq is not None
+    }
+    for market, log in logs.items():
+        if not log.has_commands() or log.first_seq != 1:
+            continue
+        engine = engine_factory()
+        for command in (prelude or {}).get(market, ()):
+            engine.execute(command, 0)
+        for seq in range(1, log.last_seq + 1):
+            entry = log.entries[seq]
+            events = [engine.encode(e) for e in engine.execute(entry.command, seq)]
+            if events != list(entry.events):
+                out.append(
+                    Violation(
+                        "replay_mismatch",
+                        market,
+                        f"seq {seq}: replay gives {events!r}, the replicas applied "
+                        f"{list(entry.events)!r}",
+                    )
+                )
+                break  # everything after the first divergence differs too
+            op = told.get((market, seq))
+            if op is not None and redact(events, op.user) != redact(op.events, op.user):
+                out.append(
+                    Violation(
+                        "replay_mismatch",
+                        market,
+                        f"seq {seq}: replay gives {events!r}, the client was told "
+                        f"{list(op.events)!r}",
+                        (op.op_id,),
+                    )
+                )
+    return out
+
+
+def check_realtime(ops: Sequence[Operation]) -> list[Violation]:
+    """Per market: a command acknowledged before another request was sent has a smaller seq.
+
+    A later command must have a strictly larger seq; a later query must
+    reflect it (its seq at least as large).
+    """
+    out: list[Violation] = []
+    by_market: dict[str, list[Operation]] = defaultdict(list)
+    for op in ops:
+        if op.outcome == "ok" and op.seq is not None:
+            by_market[op.market].append(op)
+    for market, market_ops in by_market.items():
+        completed = sorted((o for o in market_ops if o.is_command), key=lambda o: o.complete_ns)
+        invoked = sorted(market_ops, key=lambda o: o.invoke_ns)
+        best: Operation | None = None
+        index = 0
+        for op in invoked:
+            while index < len(completed) and completed[index].complete_ns < op.invoke_ns:
+                candidate = completed[index]
+                assert candidate.seq is not None
+                if best is None or (best.seq or 0) < candidate.seq:
+                    best = candidate
+                index += 1
+            if best is None or best.seq is None or op.seq is None:
+                continue
+            stale = op.seq <= best.seq if op.is_command else op.seq < best.seq
+            if stale:
+                out.append(
+                    Violation(
+                        "realtime_order",
+                        market,
+                        f"{op.op} sent after {best.op} seq {best.seq} was acknowledged got seq "
+                        f"{op.seq}",
+                        (best.op_id, op.op_id),
+                    )
+                )
+    return out
+
+
+def check_queries(ops: Sequence[Operation], logs: Mapping[str, CommittedLog]) -> list[Violation]:
+    """Each ``orders`` result equals the user's live orders at the seq it reports."""
+    out: list[Violation] = []
+    queries: dict[str, list[Operation]] = defaultdict(list)
+    for op in ops:
+        if op.op == "orders" and op.outcome == "ok" and op.seq is not None and op.events:
+            queries[op.market].append(op)
+    for market, market_queries in queries.items():
+        log = logs.get(market)
+        if log is None or log.first_seq != 1:
+            continue
+        model = OrderModel()
+        applied = 0
+        for op in sorted(market_queries, key=lambda o: o.seq or 0):
+            assert op.seq is not None
+            if op.seq > log.last_seq:
+                out.append(
+                    Violation(
+                        "stale_read",
+                        market,
+                        f"orders reports seq {op.seq}, beyond the committed {log.last_seq}",
+                        (op.op_id,),
+                    )
+                )
+                continue
+            while applied < op.seq:
+                applied += 1
+                model.apply(log.entries[applied].events)
+            rows = op.events[0].get("orders", [])
+            got = sorted(order_key(r) for r in rows if r.get("market", market) == market)
+            want = model.live(market, op.user)
+            if got != want:
+                out.append(
+                    Violation(
+                        "query_mismatch",
+                        market,
+                        f"orders of {op.user!r} at seq {op.seq}: got {got!r}, the committed "
+                        f"history implies {want!r}",
+                        (op.op_id,),
+                    )
+                )
+    return out
+
+
+def _concerns(event: Event, user: str) -> bool:
+    if event.get("type") not in _STREAM_EVENT_TYPES:
+        return False
+    if event.get("type") == "fill":
+        return user in (event.get("maker_user"), event.get("taker_user"))
+    return event.get("user") == user
+
+
+def _compare_stream(
+    kind: str,
+    market: str,
+    sub: Subscription,
+    got: list[tuple[int, Any]],
+    want: list[tuple[int, Any]],
+) -> Violation | None:
+    if got == want:
+        return None
+    for i, (g, w) in enumerate(zip(got, want, strict=False)):
+        if g != w:
+            what = "gap: missing" if g in want[i:] else "mismatch: expected"
+            return Violation(
+                kind,
+                market,
+                f"{sub.channel} stream of {sub.process} ({sub.user}) {what} {w!r}, got {g!r}",
+            )
+    shorter = "missing" if len(got) < len(want) else "extra"
+    extra = want[len(got)] if len(got) < len(want) else got[len(want)]
+    return Violation(kind, market, f"{sub.channel} stream of {sub.process}: {shorter} {extra!r}")
+
+
+def check_streams(
+    subscriptions: Sequence[Subscription], logs: Mapping[str, CommittedLog]
+) -> list[Violation]:
+    """Each stream session equals the committed events from its first to its last message."""
+    out: list[Violation] = []
+    for sub in subscriptions:
+        per_market: dict[str, list[tuple[int, Any]]] = defaultdict(list)
+        for message in sub.messages:
+            market = str(message.get("market", sub.market))
+            if sub.channel == "user":
+                event = message.get("event", {})
+                if leaked_names([event], sub.user):
+                    out.append(
+                        Violation(
+                            "privacy",
+                            market,
+                            f"user stream of {sub.user!r} shows {leaked_names([event], sub.user)}",
+                        )
+                    )
+                if event.get("type") in _STREAM_EVENT_TYPES:
+                    per_market[market].append((int(message["seq"]), redact([event], sub.user)[0]))
+            elif sub.channel == "trades" and message.get("type") == "trade":
+                fields = ("seq", "trade_id", "price", "qty", "taker_side")
+                per_market[market].append(
+                    (int(message["seq"]), {k: message.get(k) for k in fields})
+                )
+        for market, got in per_market.items():
+            log = logs.get(market)
+            first, last = got[0][0], got[-1][0]
+            if log is None or not (log.covers(first) and log.covers(last)):
+                continue
+            want: list[tuple[int, Any]] = []
+            for seq in range(first, last + 1):
+                for event in log.entries[seq].events:
+                    if sub.channel == "user" and _concerns(event, sub.user):
+                        want.append((seq, redact([event], sub.user)[0]))
+                    elif sub.channel == "trades" and event.get("type") == "fill":
+                        want.append(
+                            (
+                                seq,
+                                {
+                                    "seq": seq,
+                                    "trade_id": event.get("trade_id"),
+                                    "price": event.get("price"),
+                                    "qty": event.get("qty"),
+                                    "taker_side": event.get("taker_side"),
+                                },
+                            )
+                        )
+            violation = _compare_stream("stream", market, sub, got, want)
+            if violation is not None:
+                out.append(violation)
+    return out
+
+
+@attrs.frozen
+class CheckReport:
+    violations: tuple[Violation, ...]
+    notes: tuple[str, ...]
+
+
+def check_all(
+    ops: Sequence[Operation],
+    subscriptions: Sequence[Subscription],
+    logs: Mapping[str, CommittedLog],
+    statuses: Mapping[str, Sequence[NodeStatus]],
+    engine_factory: Callable[[], EngineLike] | None = None,
+    prelude: Mapping[str, Sequence[dict[str, Any]]] | None = None,
+) -> CheckReport:
+    """Run every check; ``notes`` say which ones could not run in full and why."""
+    notes: list[str] = []
+    for market, log in sorted(logs.items()):
+        if log.first_seq != 1:
+            notes.append(
+                f"{market}: committed log readable only from seq {log.first_seq}; "
+                "earlier acknowledgements and queries were not checked"
+            )
+        if engine_factory is not None and not log.has_commands():
+            notes.append(f"{market}: committed commands unavailable; replay check skipped")
+    violations = [
+        *check_acknowledged(ops, logs),
+        *check_no_duplicates(ops, logs),
+        *check_replicas(statuses),
+        *check_realtime(ops),
+        *check_queries(ops, logs),
+        *check_streams(subscriptions, logs),
+    ]
+    if engine_factory is not None:
+        violations += check_replay(ops, logs, engine_factory, prelude)
+    return CheckReport(tuple(violations), tuple(notes))

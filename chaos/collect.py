@@ -1,0 +1,140 @@
+"""After a run: let the replicas settle, then read what each of them committed.
+
+Two sources, used together:
+
+* live, through the shard client protocol: each replica's status (applied
+  seq, digest) and its applied events from seq 1 (``subscribe``), one
+  replica at a time, so the events of all replicas can be compared;
+* offline, once the processes are stopped: each replica's data directory,
+  opened with :func:`shard.storage.open_storage` and re-applied through
+  :class:`shard.statemachine.ReplicatedStateMachine` (which deduplicates by
+  session, as the live replica did), giving the committed *commands* with
+  their seqs, for the replay check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+import trio
+
+from chaos.checker import CommittedEntry, CommittedLog
+from chaos.supervisor import ChaosCluster
+from config.schema import MarketConfig
+from shard.node.api import NodeStatus, ShardError
+from shard.node.subscription import Subscription
+from shard.observability import get_logger
+from shard.statemachine import EngineApplication, ReplicatedStateMachine
+from shard.storage import open_storage
+
+log = get_logger("chaos.collect")
+
+
+async def settle(cluster: ChaosCluster, timeout: float = 30.0) -> dict[str, list[NodeStatus]]:
+    """Wait until every replica of every market reports the same applied seq twice in a row.
+
+    Returns the last statuses seen (also when the timeout expires first).
+    """
+    statuses: dict[str, list[NodeStatus]] = {}
+    with trio.move_on_after(timeout):
+        for market in cluster.config.markets:
+            previous: int | None = None
+            while True:
+                nodes = await cluster.status(market.name)
+                statuses[market.name] = nodes
+                seqs = {n.applied_seq for n in nodes if n.reachable}
+                if all(n.reachable for n in nodes) and len(seqs) == 1:
+                    (seq,) = seqs
+                    if seq == previous:
+                        break
+                    previous = seq
+                else:
+                    previous = None
+                await trio.sleep(0.3)
+    for market in cluster.config.markets:
+        if market.name not in statuses:
+            statuses[market.name] = await cluster.status(market.name)
+    return statuses
+
+
+async def fetch_events(
+    market: MarketConfig, replica: str, upto_seq: int, timeout: float = 30.0
+) -> tuple[list[CommittedEntry], str | None]:
+    """One replica's applied events for seqs 1..upto_seq; (entries, problem or None)."""
+    address = next(r.client for r in market.replicas if r.name == replica)
+    entries: list[CommittedEntry] = []
+    if upto_seq <= 0:
+        return entries, None
+    problem: str | None = None
+    with trio.move_on_after(timeout) as scope:
+        try:
+            async with Subscription([(replica, address)], 1, retry_for=5.0) as items:
+                async for item in items:
+                    entries.append(CommittedEntry(item.seq, tuple(item.events)))
+                    if item.seq >= upto_seq:
+                        break
+        except ShardError as exc:
+            problem = f"{replica}: {type(exc).__name__}: {exc}"
+    if scope.cancelled_caught:
+        problem = f"{replica}: timed out after seq {entries[-1].seq if entries else 0}"
+    return entries, problem
+
+
+class _RecordingApplication(EngineApplication):
+    """The engine adapter that also keeps each applied command and its events."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.applied: list[CommittedEntry] = []
+
+    def apply(self, seq: int, command: bytes) -> Any:
+        result = super().apply(seq, command)
+        try:
+            decoded = orjson.loads(command)
+        except orjson.JSONDecodeError:
+            decoded = {"undecodable": command.hex()}
+        self.applied.append(CommittedEntry(seq, tuple(result[0]), decoded))
+        return result
+
+
+def read_offline(market: str, data_dir: Path, upto_seq: int | None = None) -> CommittedLog:
+    """The committed commands in a stopped replica's data directory, with their events.
+
+    Only entries up to the persisted commit index are used. When the replica
+    has a snapshot the log starts after it (``first_seq`` > 1), and the
+    engine continues from the snapshot's state.
+    """
+    storage, recovered = open_storage(data_dir, "none")
+    try:
+        app = _RecordingApplication()
+        machine = ReplicatedStateMachine(app)
+        if recovered.snapshot is not None:
+            machine.restore(recovered.snapshot.data)
+        first_seq = machine.seq + 1
+        commit = recovered.hard_state.commit
+        for entry in recovered.entries:
+            if entry.index > commit:
+                break
+            machine.apply_entry(entry)
+        entries = [e for e in app.applied if upto_seq is None or e.seq <= upto_seq]
+    finally:
+        storage.close()
+    if not entries:
+        return CommittedLog(market, {}, first_seq, first_seq - 1)
+    return CommittedLog.from_entries(market, entries)
+
+
+def merge_logs(
+    market: str, events: Mapping[str, list[CommittedEntry]], offline: CommittedLog | None
+) -> CommittedLog:
+    """The longest replica event log, with commands from ``offline`` where it covers it."""
+    best = max(events.values(), key=len, default=[])
+    commands = offline.entries if offline is not None else {}
+    merged = [
+        CommittedEntry(e.seq, e.events, commands[e.seq].command if e.seq in commands else None)
+        for e in best
+    ]
+    return CommittedLog.from_entries(market, merged)

@@ -1,0 +1,198 @@
+"""One chaos run end to end: cluster up, workload + faults, heal, collect, check.
+
+    result = trio.run(run_chaos, ChaosSettings(seed=7, seconds=90), print)
+    result.violations  # empty when the system kept every promise
+
+The run directory (configs, data, process logs, ``history.jsonl``) is kept
+when a violation is found or when asked, so a failure can be investigated.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import attrs
+import trio
+
+from chaos.checker import (
+    CheckReport,
+    CommittedEntry,
+    CommittedLog,
+    Violation,
+    check_all,
+    check_replica_logs,
+)
+from chaos.collect import fetch_events, merge_logs, read_offline, settle
+from chaos.faults import FAULT_KINDS, heal_everything, plan_faults, run_faults
+from chaos.history import History
+from chaos.report import format_report
+from chaos.supervisor import ChaosCluster, open_cluster
+from chaos.workload import WorkloadSettings, run_workload
+from clob.engine import Engine
+from shard.node.api import NodeStatus
+from shard.observability import get_logger
+from shard.storage import StorageCorrupt, StorageError
+
+log = get_logger("chaos.run")
+
+Progress = Callable[[str], None]
+
+
+@attrs.frozen
+class ChaosSettings:
+    seed: int
+    seconds: float
+    clients: int = 6
+    durability: str = "fsync"
+    kinds: tuple[str, ...] = FAULT_KINDS
+    root: Path | None = None  # run directory; a fresh temporary one when None
+    keep: bool = False  # keep the run directory even without violations
+    progress_every_s: float = 5.0
+
+
+@attrs.frozen
+class ChaosResult:
+    root: Path
+    kept: bool
+    violations: tuple[Violation, ...]
+    notes: tuple[str, ...]
+    report: str
+    operations: int
+
+
+def _progress_line(history: History, elapsed: float, seconds: float) -> str:
+    outcomes = Counter(op.outcome for op in history.operations)
+    last = history.faults[-1] if history.faults else None
+    fault = f", last fault {last.kind} {last.target}" if last else ""
+    return (
+        f"[{elapsed:5.1f}/{seconds:.0f}s] ok {outcomes['ok']}  fail {outcomes['fail']}  "
+        f"indeterminate {outcomes['indeterminate']}  faults {len(history.faults)}{fault}"
+    )
+
+
+async def _report_progress(
+    history: History, start: float, seconds: float, every: float, progress: Progress
+) -> None:
+    while True:
+        await trio.sleep(every)
+        progress(_progress_line(history, trio.current_time() - start, seconds))
+
+
+async def _collect_live(
+    cluster: ChaosCluster, statuses: dict[str, list[NodeStatus]]
+) -> tuple[dict[str, dict[str, CommittedLog]], list[str]]:
+    """Each replica's applied events, per market; plus problems reading them."""
+    per_market: dict[str, dict[str, CommittedLog]] = {}
+    problems: list[str] = []
+    for market in cluster.config.markets:
+        upto = max((s.applied_seq for s in statuses[market.name] if s.reachable), default=0)
+        per_market[market.name] = {}
+        for replica in market.replicas:
+            entries, problem = await fetch_events(market, replica.name, upto)
+            if problem:
+                problems.append(problem)
+            per_market[market.name][replica.name] = CommittedLog.from_entries(market.name, entries)
+    return per_market, problems
+
+
+def _collect_offline(
+    cluster: ChaosCluster, live: dict[str, dict[str, CommittedLog]]
+) -> tuple[dict[str, dict[str, CommittedLog]], list[str]]:
+    offline: dict[str, dict[str, CommittedLog]] = {}
+    problems: list[str] = []
+    for market in cluster.config.markets:
+        offline[market.name] = {}
+        upto = max((log.last_seq for log in live[market.name].values()), default=0)
+        for replica in market.replicas:
+            try:
+                offline[market.name][f"{replica.name}(disk)"] = read_offline(
+                    market.name, cluster.data_dir(replica.name), upto
+                )
+            except (StorageCorrupt, StorageError) as exc:
+                problems.append(f"{replica.name}: cannot read its data directory: {exc}")
+    return offline, problems
+
+
+def _best(logs: dict[str, CommittedLog]) -> CommittedLog | None:
+    """The copy with commands that starts earliest and reaches furthest."""
+    usable = [log for log in logs.values() if log.entries]
+    if not usable:
+        return None
+    return min(usable, key=lambda log: (log.first_seq, -log.last_seq))
+
+
+async def run_chaos(settings: ChaosSettings, progress: Progress) -> ChaosResult:
+    root = settings.root or Path(tempfile.mkdtemp(prefix="clob-chaos-"))
+    users = [f"u{i}" for i in range(1, settings.clients + 1)]
+    history = History()
+    violations: list[Violation] = []
+    notes: list[str] = []
+    run_start_ns = time.monotonic_ns()
+    progress(f"chaos run seed {settings.seed}, {settings.seconds:.0f}s, directory {root}")
+    async with open_cluster(root, users=users, durability=settings.durability) as cluster:
+        await cluster.wait_leaders()
+        timing = cluster.config.timing
+        election_s = 2 * timing.election_ticks * timing.tick_ms / 1000
+        markets = [m.name for m in cluster.config.markets]
+        plan = plan_faults(
+            settings.seed, settings.seconds, markets, election_timeout_s=election_s,
+            kinds=settings.kinds,
+        )  # fmt: skip
+        progress(f"cluster up; {len(plan)} faults planned")
+        start = trio.current_time()
+        run_start_ns = time.monotonic_ns()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                _report_progress, history, start, settings.seconds,
+                settings.progress_every_s, progress,
+            )  # fmt: skip
+            nursery.start_soon(run_faults, cluster, plan, history, start)
+            await run_workload(
+                seed=settings.seed,
+                seconds=settings.seconds,
+                urls=list(cluster.gateway_urls().values()),
+                api_keys=cluster.api_keys,
+                markets=cluster.config.markets,
+                history=history,
+                settings=WorkloadSettings(clients=settings.clients),
+            )
+            nursery.cancel_scope.cancel()
+        progress(_progress_line(history, trio.current_time() - start, settings.seconds))
+        progress("healing and letting the replicas settle")
+        await heal_everything(cluster)
+        statuses = await settle(cluster)
+        live, problems = await _collect_live(cluster, statuses)
+        notes += problems
+        crashed = cluster.exit_codes()
+        await cluster.stop_all()
+    for name, code in crashed.items():
+        violations.append(Violation("crash", None, f"{name} exited by itself with code {code}"))
+    for fault in history.faults:
+        if fault.error:
+            violations.append(Violation("recovery", fault.market, fault.error))
+    offline, problems = _collect_offline(cluster, live)
+    notes += problems
+    logs: dict[str, CommittedLog] = {}
+    for market in live:
+        violations += check_replica_logs(market, {**live[market], **offline[market]})
+        events: dict[str, list[CommittedEntry]] = {
+            name: list(log.entries.values()) for name, log in live[market].items()
+        }
+        logs[market] = merge_logs(market, events, _best(offline[market]))
+    report: CheckReport = check_all(
+        history.operations, history.subscriptions, logs, statuses, Engine
+    )
+    violations += report.violations
+    notes += report.notes
+    text = format_report(history, run_start_ns, logs, violations, notes)
+    history.dump(root / "history.jsonl")
+    (root / "report.txt").write_text(text + "\n")
+    kept = settings.keep or bool(violations) or settings.root is not None
+    if not kept:
+        shutil.rmtree(root)
+    return ChaosResult(root, kept, tuple(violations), tuple(notes), text, len(history.operations))

@@ -1,0 +1,291 @@
+"""Starts, stops, kills, pauses and restarts the OS processes of a local chaos cluster.
+
+    async with open_cluster(root, users=["u1", "u2"]) as cluster:
+        await cluster.wait_leaders()
+        leader = await cluster.leader("BTC-USD")
+        await cluster.kill(leader)        # kill -9
+        await cluster.start(leader)       # same data dir: it recovers
+        cluster.pause("gw-1"); cluster.resume("gw-1")   # SIGSTOP / SIGCONT
+
+Replicas run ``clob node --config <own file> --node NAME`` and gateways
+``clob gateway --config <real file> --name NAME`` with the project's own
+interpreter; every process writes to ``root/logs/NAME.log`` (appended across
+restarts). :func:`open_cluster` owns the proxies (one :class:`ProxyMesh` per
+market) and, on exit, stops every process it started, even when cancelled.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import attrs
+import trio
+
+from chaos.proxy import ProxyMesh
+from chaos.topology import build_cluster, raft_addresses, with_peer_addresses, write_config
+from config.load import parse_address
+from config.schema import ClusterConfig, MarketConfig, TimingConfig
+from gateway.auth import KeyStore
+from shard.node.api import NodeStatus
+from shard.node.client import ShardClient
+from shard.observability import get_logger
+from shard.storage.segments import HEADER_SIZE, list_segments
+
+log = get_logger("chaos.supervisor")
+
+_STOP_GRACE_S = 5.0
+
+
+def clob_command() -> list[str]:
+    """How to run the ``clob`` CLI with the current interpreter's environment."""
+    script = Path(sys.executable).with_name("clob")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from cli.main import main; main()"]
+
+
+@attrs.define
+class ManagedProcess:
+    name: str
+    kind: str  # "replica" | "gateway"
+    market: str | None
+    argv: list[str]
+    log_path: Path
+    process: trio.Process | None = None
+    paused: bool = False
+    starts: int = 0
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+
+class ChaosCluster:
+    """The processes and proxies of one chaos topology (build it with :func:`open_cluster`)."""
+
+    def __init__(
+        self,
+        root: Path,
+        cluster: ClusterConfig,
+        meshes: dict[str, ProxyMesh],
+        processes: dict[str, ManagedProcess],
+        api_keys: dict[str, str],
+    ) -> None:
+        self.root = root
+        self.config = cluster
+        self.meshes = meshes
+        self.processes = processes
+        self.api_keys = api_keys
+        self._clients = {m.name: ShardClient(m, retry_for=2.0) for m in cluster.markets}
+
+    # -- lookups -------------------------------------------------------------------------------
+
+    def market_of(self, name: str) -> MarketConfig:
+        found = self.config.replica(name)
+        assert found is not None, name
+        return found[0]
+
+    def replicas(self, market: str) -> list[str]:
+        config = self.config.market(market)
+        assert config is not None, market
+        return [r.name for r in config.replicas]
+
+    def gateway_urls(self) -> dict[str, str]:
+        return {g.name: f"ws://{g.listen}/" for g in self.config.gateways}
+
+    def data_dir(self, name: str) -> Path:
+        found = self.config.replica(name)
+        assert found is not None, name
+        return Path(found[1].data_dir)
+
+    # -- processes -----------------------------------------------------------------------------
+
+    async def start(self, name: str) -> None:
+        """Start (or restart) a process; returns once it accepts TCP connections."""
+        managed = self.processes[name]
+        assert not managed.running, f"{name} is already running"
+        managed.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with managed.log_path.open("ab") as out:
+            managed.process = await trio.lowlevel.open_process(
+                managed.argv, stdout=out, stderr=subprocess.STDOUT, cwd=str(self.root)
+            )
+        managed.paused = False
+        managed.starts += 1
+        log.info("started", process=name, pid=managed.process.pid, starts=managed.starts)
+        await self._wait_listening(name)
+
+    async def _wait_listening(self, name: str, timeout: float = 30.0) -> None:
+        managed = self.processes[name]
+        found = self.config.replica(name)
+        if found is not None:
+            address = found[1].client
+        else:
+            address = next(g.listen for g in self.config.gateways if g.name == name)
+        host, port = parse_address(address)
+        with trio.fail_after(timeout):
+            while True:
+                if not managed.running:
+                    raise RuntimeError(f"{name} exited early; see {managed.log_path}")
+                try:
+                    stream = await trio.open_tcp_stream(host, port)
+                except OSError:
+                    await trio.sleep(0.05)
+                    continue
+                await stream.aclose()
+                return
+
+    async def kill(self, name: str) -> None:
+        """``kill -9`` and reap."""
+        managed = self.processes[name]
+        if managed.process is None or not managed.running:
+            return
+        managed.process.send_signal(signal.SIGKILL)
+        await managed.process.wait()
+        managed.paused = False
+        log.info("killed", process=name)
+
+    def pause(self, name: str) -> None:
+        """SIGSTOP: the process is frozen (its sockets stay open, as with a long GC pause)."""
+        managed = self.processes[name]
+        if managed.process is not None and managed.running:
+            managed.process.send_signal(signal.SIGSTOP)
+            managed.paused = True
+
+    def resume(self, name: str) -> None:
+        managed = self.processes[name]
+        if managed.process is not None and managed.running and managed.paused:
+            managed.process.send_signal(signal.SIGCONT)
+            managed.paused = False
+
+    async def stop(self, name: str) -> None:
+        """SIGTERM, then SIGKILL after a grace period."""
+        managed = self.processes[name]
+        process = managed.process
+        if process is None or not managed.running:
+            return
+        self.resume(name)
+        process.send_signal(signal.SIGTERM)
+        with trio.move_on_after(_STOP_GRACE_S):
+            await process.wait()
+            return
+        log.warning("did not stop in time; killing", process=name)
+        await self.kill(name)
+
+    async def start_all(self) -> None:
+        """Start every replica (in parallel), then every gateway."""
+        for kind in ("replica", "gateway"):
+            async with trio.open_nursery() as nursery:
+                for name, managed in self.processes.items():
+                    if managed.kind == kind:
+                        nursery.start_soon(self.start, name)
+
+    async def stop_all(self) -> None:
+        async with trio.open_nursery() as nursery:
+            for name in self.processes:
+                nursery.start_soon(self.stop, name)
+        for client in self._clients.values():
+            await client.aclose()
+
+    def exit_codes(self) -> dict[str, int | None]:
+        """Processes that exited on their own (not killed by us): name -> exit code."""
+        return {
+            name: m.process.returncode
+            for name, m in self.processes.items()
+            if m.process is not None and m.process.returncode not in (None, -signal.SIGKILL)
+        }
+
+    # -- storage faults ------------------------------------------------------------------------
+
+    def tear_wal(self, name: str, nbytes: int) -> tuple[str, int] | None:
+        """Cut ``nbytes`` off the newest WAL segment of a stopped replica (a torn write).
+
+        Returns (segment file name, bytes removed), or None when there is no
+        record to tear.
+        """
+        assert not self.processes[name].running, f"tear the WAL of a stopped replica, not {name}"
+        segments = list_segments(self.data_dir(name))
+        if not segments:
+            return None
+        path = segments[-1][1]
+        size = path.stat().st_size
+        cut = min(nbytes, size - HEADER_SIZE)
+        if cut <= 0:
+            return None
+        os.truncate(path, size - cut)
+        return path.name, cut
+
+    # -- status --------------------------------------------------------------------------------
+
+    async def status(self, market: str) -> list[NodeStatus]:
+        return await self._clients[market].status()
+
+    async def leader(self, market: str) -> str | None:
+        """The leader with the highest term among the reachable replicas, if any."""
+        leaders = [s for s in await self.status(market) if s.reachable and s.role == "leader"]
+        if not leaders:
+            return None
+        return max(leaders, key=lambda s: s.term).name
+
+    async def wait_leaders(self, timeout: float = 30.0) -> None:
+        with trio.fail_after(timeout):
+            for market in self.config.markets:
+                while await self.leader(market.name) is None:
+                    await trio.sleep(0.1)
+
+
+@asynccontextmanager
+async def open_cluster(
+    root: Path,
+    *,
+    users: Sequence[str],
+    durability: str = "fsync",
+    timing: TimingConfig | None = None,
+    start: bool = True,
+) -> AsyncIterator[ChaosCluster]:
+    """Generate the topology under ``root``, start proxies and processes; stop all on exit."""
+    root.mkdir(parents=True, exist_ok=True)
+    cluster = build_cluster(root, durability=durability, timing=timing)
+    base = write_config(cluster, root / "cluster.toml")
+    store = KeyStore(cluster.keys_file)
+    api_keys = {user: store.create(user).api_key for user in users}
+    command = clob_command()
+    async with trio.open_nursery() as nursery:
+        meshes = {m.name: ProxyMesh(raft_addresses(m)) for m in cluster.markets}
+        for mesh in meshes.values():
+            await nursery.start(mesh.serve)
+        processes: dict[str, ManagedProcess] = {}
+        for market in cluster.markets:
+            mesh = meshes[market.name]
+            for replica in market.replicas:
+                own = with_peer_addresses(cluster, replica.name, mesh.address)
+                path = write_config(own, root / "nodes" / f"{replica.name}.toml")
+                processes[replica.name] = ManagedProcess(
+                    replica.name,
+                    "replica",
+                    market.name,
+                    [*command, "node", "--config", str(path), "--node", replica.name],
+                    root / "logs" / f"{replica.name}.log",
+                )
+        for gateway in cluster.gateways:
+            processes[gateway.name] = ManagedProcess(
+                gateway.name,
+                "gateway",
+                None,
+                [*command, "gateway", "--config", str(base), "--name", gateway.name],
+                root / "logs" / f"{gateway.name}.log",
+            )
+        chaos = ChaosCluster(root, cluster, meshes, processes, api_keys)
+        try:
+            if start:
+                await chaos.start_all()
+            yield chaos
+        finally:
+            with trio.CancelScope(shield=True):
+                await chaos.stop_all()
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,503 @@
+"""One market: its book, its indexes, and price-time matching.
+
+Every method that can refuse a command raises :class:`~clob.events.Reject`
+before it changes anything, so a rejected command leaves no trace. Events are
+appended to the caller's ``out`` list in the order they happen.
+"""
+
+from __future__ import annotations
+
+from clob.book import BookSide, Level, Order
+from clob.decimals import Step
+from clob.events import (
+    DUPLICATE_CLIENT_ORDER_ID,
+    UNKNOWN_ORDER,
+    WOULD_TAKE,
+    Accepted,
+    Amended,
+    Cancelled,
+    Event,
+    Fill,
+    OrderRow,
+    Reject,
+)
+
+CANCEL_TAKER = "cancel_taker"
+CANCEL_MAKER = "cancel_maker"
+CANCEL_BOTH = "cancel_both"
+GTC, IOC, FOK = "gtc", "ioc", "fok"
+BUY, SELL = "buy", "sell"
+
+_new = tuple.__new__
+
+# Returned by Market.match when self-trade prevention cancelled the taker.
+TAKER_CANCELLED = -1
+
+
+class Market:
+    """Book, order indexes and fill history of one market.
+
+    ``orders`` maps order id to live order; ``user_orders`` maps user to that
+    user's live orders (insertion order is order-id order, because an order
+    rests during the command that accepted it); ``user_coids`` maps user to
+    client order id to live order; ``user_fills`` maps user to the user's fills
+    in this market, oldest first (the engine merges them across markets by
+    ``seq`` for a query without a market).
+    """
+
+    __slots__ = (
+        "asks",
+        "bids",
+        "lot",
+        "name",
+        "next_order_id",
+        "next_trade_id",
+        "orders",
+        "tick",
+        "user_coids",
+        "user_fills",
+        "user_orders",
+    )
+
+    def __init__(self, name: str, tick: Step, lot: Step) -> None:
+        self.name = name
+        self.tick = tick
+        self.lot = lot
+        self.bids = BookSide(True)
+        self.asks = BookSide(False)
+        self.orders: dict[int, Order] = {}
+        self.user_orders: dict[str, dict[int, Order]] = {}
+        self.user_coids: dict[str, dict[str, Order]] = {}
+        self.user_fills: dict[str, list[Fill]] = {}
+        self.next_order_id = 1
+        self.next_trade_id = 1
+
+    # ----------------------------------------------------------------- lookup
+
+    def find(self, user: str, order_id: int | None, client_order_id: str | None) -> Order:
+        """The user's live order by id or client order id, else ``unknown_order``."""
+        if order_id is not None:
+            order = self.orders.get(order_id)
+            if order is not None and order.user == user:
+                return order
+        elif client_order_id is not None:
+            by_coid = self.user_coids.get(user)
+            if by_coid is not None:
+                found = by_coid.get(client_order_id)
+                if found is not None:
+                    return found
+        raise Reject(UNKNOWN_ORDER, "no such live order of this user in this market")
+
+    # ------------------------------------------------------------- new order
+
+    def new_order(
+        self,
+        seq: int,
+        user: str,
+        client_order_id: str | None,
+        is_buy: bool,
+        price: int | None,
+        qty: int,
+        tif: str,
+        post_only: bool,
+        stp: str,
+        out: list[Event],
+    ) -> None:
+        """Accept and match a validated order (``price`` None: market order).
+
+        Hot path: events are built with ``tuple.__new__`` (skipping the
+        NamedTuple constructor frame) and the resting insert is inlined.
+        """
+        if client_order_id is not None:
+            by_coid = self.user_coids.get(user)
+            if by_coid is not None and client_order_id in by_coid:
+                raise Reject(DUPLICATE_CLIENT_ORDER_ID, "client_order_id is in use by a live order")
+        if is_buy:
+            best = self.asks.best
+            crosses = price is None or (best is not None and price >= best)
+        else:
+            best = self.bids.best
+            crosses = price is None or (best is not None and price <= best)
+        if post_only and crosses:
+            raise Reject(WOULD_TAKE, "post-only order would take liquidity")
+        order_id = self.next_order_id
+        self.next_order_id = order_id + 1
+        name = self.name
+        out.append(
+            _new(
+                Accepted,
+                (
+                    seq,
+                    name,
+                    order_id,
+                    user,
+                    client_order_id,
+                    BUY if is_buy else SELL,
+                    "market" if price is None else "limit",
+                    price,
+                    qty,
+                    tif,
+                    post_only,
+                ),
+            )
+        )
+        remaining = qty
+        if crosses:
+            if tif == FOK and not self.fok_fillable(is_buy, price, qty, user, stp):
+                out.append(_new(Cancelled, (seq, name, order_id, user, qty, "fok")))
+                return
+            remaining = self.match(
+                seq, order_id, user, client_order_id, is_buy, price, qty, stp, out
+            )
+            if remaining <= 0:  # filled, or cancelled by self-trade prevention
+                return
+        if tif != GTC:
+            out.append(
+                _new(
+                    Cancelled,
+                    (seq, name, order_id, user, remaining, "ioc" if tif == IOC else "fok"),
+                )
+            )
+            return
+        assert price is not None
+        order = Order(
+            order_id,
+            user,
+            client_order_id,
+            is_buy,
+            price,
+            remaining,
+            qty - remaining,
+            stp,
+            post_only,
+        )
+        # inline BookSide.add + index_order
+        side = self.bids if is_buy else self.asks
+        level = side.levels.get(price)
+        if level is None:
+            side.add(order)
+        else:
+            tail = level.tail
+            assert tail is not None
+            tail.next = order
+            order.prev = tail
+            level.tail = order
+            level.total += remaining
+            side.touched[price] = None
+        self.orders[order_id] = order
+        mine = self.user_orders.get(user)
+        if mine is None:
+            self.user_orders[user] = {order_id: order}
+        else:
+            mine[order_id] = order
+        if client_order_id is not None:
+            by_coid = self.user_coids.get(user)
+            if by_coid is None:
+                self.user_coids[user] = {client_order_id: order}
+            else:
+                by_coid[client_order_id] = order
+
+    def fok_fillable(self, is_buy: bool, limit: int | None, qty: int, user: str, stp: str) -> bool:
+        """Whether matching would fill ``qty`` entirely (the FOK pre-walk).
+
+        Walks the opposite side in priority order as matching would. An order of
+        the same user ends the walk, except under ``cancel_maker`` where it is
+        skipped (matching would cancel it and carry on).
+        """
+        opposite = self.asks if is_buy else self.bids
+        levels = opposite.levels
+        need = qty
+        for price in opposite.prices_best_first():
+            if limit is not None and (price > limit if is_buy else price < limit):
+                return False
+            order = levels[price].head
+            while order is not None:
+                if order.user == user:
+                    if stp != CANCEL_MAKER:
+                        return False
+                else:
+                    need -= order.qty
+                    if need <= 0:
+                        return True
+                order = order.next
+        return False
+
+    def match(
+        self,
+        seq: int,
+        taker_id: int,
+        user: str,
+        client_order_id: str | None,
+        is_buy: bool,
+        limit: int | None,
+        qty: int,
+        stp: str,
+        out: list[Event],
+    ) -> int:
+        """Trade a taker against the opposite side; return its remaining quantity.
+
+        Returns :data:`TAKER_CANCELLED` when self-trade prevention cancelled the
+        taker (its ``cancelled`` event is already in ``out``).
+        """
+        opposite = self.asks if is_buy else self.bids
+        levels = opposite.levels
+        touched = opposite.touched
+        name = self.name
+        taker_side = BUY if is_buy else SELL
+        user_fills = self.user_fills
+        remaining = qty
+        while remaining:
+            best = opposite.best
+            if best is None or (limit is not None and (best > limit if is_buy else best < limit)):
+                break
+            level = levels[best]
+            touched[best] = None
+            maker = level.head
+            while maker is not None:
+                nxt = maker.next
+                if maker.user == user:
+                    if stp != CANCEL_TAKER:
+                        level.total -= maker.qty
+                        self._unlink_head(level, maker, nxt)
+                        out.append(
+                            Cancelled(seq, name, maker.order_id, maker.user, maker.qty, "stp")
+                        )
+                    if stp != CANCEL_MAKER:
+                        if level.head is None:
+                            opposite.drop_level(best)
+                        out.append(Cancelled(seq, name, taker_id, user, remaining, "stp"))
+                        return TAKER_CANCELLED
+                    maker = nxt
+                    continue
+                maker_qty = maker.qty
+                traded = remaining if remaining < maker_qty else maker_qty
+                trade_id = self.next_trade_id
+                self.next_trade_id = trade_id + 1
+                fill = Fill(
+                    seq,
+                    name,
+                    trade_id,
+                    best,
+                    traded,
+                    taker_id,
+                    maker.order_id,
+                    user,
+                    maker.user,
+                    taker_side,
+                    client_order_id,
+                    maker.client_order_id,
+                )
+                out.append(fill)
+                history = user_fills.get(user)
+                if history is None:
+                    user_fills[user] = [fill]
+                else:
+                    history.append(fill)
+                history = user_fills.get(maker.user)
+                if history is None:
+                    user_fills[maker.user] = [fill]
+                else:
+                    history.append(fill)
+                level.total -= traded
+                remaining -= traded
+                if traded == maker_qty:
+                    maker.qty = 0
+                    maker.filled += traded
+                    self._unlink_head(level, maker, nxt)
+                    maker = nxt
+                else:
+                    maker.qty = maker_qty - traded
+                    maker.filled += traded
+                    break
+                if not remaining:
+                    break
+            if level.head is None:
+                opposite.drop_level(best)
+        return remaining
+
+    def _unlink_head(self, level: Level, maker: Order, nxt: Order | None) -> None:
+        """Remove ``maker``, the head of ``level``, from the level and the indexes.
+
+        The caller has already taken the maker's quantity off ``level.total``.
+        """
+        level.head = nxt
+        if nxt is None:
+            level.tail = None
+        else:
+            nxt.prev = None
+        maker.next = None
+        self.unindex_order(maker)
+
+    # ----------------------------------------------------------------- indexes
+
+    def index_order(self, order: Order) -> None:
+        """Register a newly resting order in the id, user and client-id indexes."""
+        user = order.user
+        self.orders[order.order_id] = order
+        mine = self.user_orders.get(user)
+        if mine is None:
+            self.user_orders[user] = {order.order_id: order}
+        else:
+            mine[order.order_id] = order
+        coid = order.client_order_id
+        if coid is not None:
+            by_coid = self.user_coids.get(user)
+            if by_coid is None:
+                self.user_coids[user] = {coid: order}
+            else:
+                by_coid[coid] = order
+
+    def unindex_order(self, order: Order) -> None:
+        """Forget an order that is no longer live."""
+        user = order.user
+        del self.orders[order.order_id]
+        mine = self.user_orders[user]
+        del mine[order.order_id]
+        if not mine:
+            del self.user_orders[user]
+        coid = order.client_order_id
+        if coid is not None:
+            by_coid = self.user_coids[user]
+            del by_coid[coid]
+            if not by_coid:
+                del self.user_coids[user]
+
+    # ------------------------------------------------------- cancel and amend
+
+    def cancel_order(
+        self, seq: int, user: str, order_id: int | None, coid: str | None, out: list[Event]
+    ) -> None:
+        """The ``cancel`` command: :meth:`find` then :meth:`cancel`, inlined (hot path)."""
+        if order_id is not None:
+            order = self.orders.get(order_id)
+            if order is None or order.user != user:
+                raise Reject(UNKNOWN_ORDER, "no such live order of this user in this market")
+        else:
+            by_coid = self.user_coids.get(user)
+            order = None if by_coid is None or coid is None else by_coid.get(coid)
+            if order is None:
+                raise Reject(UNKNOWN_ORDER, "no such live order of this user in this market")
+        price = order.price
+        qty = order.qty
+        side = self.bids if order.is_buy else self.asks
+        level = side.levels[price]
+        prev, nxt = order.prev, order.next
+        if prev is None:
+            level.head = nxt
+        else:
+            prev.next = nxt
+        if nxt is None:
+            level.tail = prev
+        else:
+            nxt.prev = prev
+        order.prev = order.next = None
+        level.total -= qty
+        side.touched[price] = None
+        if level.head is None:
+            side.drop_level(price)
+        oid = order.order_id
+        del self.orders[oid]
+        mine = self.user_orders[user]
+        del mine[oid]
+        if not mine:
+            del self.user_orders[user]
+        coid = order.client_order_id
+        if coid is not None:
+            by_coid = self.user_coids[user]
+            del by_coid[coid]
+            if not by_coid:
+                del self.user_coids[user]
+        out.append(_new(Cancelled, (seq, self.name, oid, user, qty, "user")))
+
+    def cancel(self, seq: int, order: Order, reason: str, out: list[Event]) -> None:
+        """Remove a live order from the book: ``cancelled`` with ``reason``."""
+        (self.bids if order.is_buy else self.asks).remove(order)
+        self.unindex_order(order)
+        out.append(Cancelled(seq, self.name, order.order_id, order.user, order.qty, reason))
+
+    def cancel_all(self, seq: int, user: str, out: list[Event]) -> None:
+        """Cancel every live order of ``user`` here, in order-id order."""
+        mine = self.user_orders.get(user)
+        if mine is not None:
+            for order in sorted(mine.values(), key=_order_id):
+                self.cancel(seq, order, "cancel_all", out)
+
+    def amend(
+        self, seq: int, order: Order, price: int | None, qty: int | None, out: list[Event]
+    ) -> None:
+        """Change a live order's price and/or remaining quantity.
+
+        Same price and no larger quantity: the order keeps its queue place.
+        A larger quantity or a new price sends it to the back of the queue; a
+        new price that reaches the opposite side matches like an incoming
+        order with the same id (refused with ``would_take`` when post-only,
+        leaving the order as it was).
+        """
+        new_price = order.price if price is None else price
+        new_qty = order.qty if qty is None else qty
+        side = self.bids if order.is_buy else self.asks
+        if new_price == order.price:
+            if new_qty <= order.qty:
+                level = side.levels[new_price]
+                level.total -= order.qty - new_qty
+                order.qty = new_qty
+                side.touched[new_price] = None
+            else:
+                side.remove(order)
+                order.qty = new_qty
+                side.add(order)
+            out.append(Amended(seq, self.name, order.order_id, order.user, new_price, new_qty))
+            return
+        opposite = self.asks if order.is_buy else self.bids
+        crosses = opposite.crossed_by(new_price)
+        if crosses and order.post_only:
+            raise Reject(WOULD_TAKE, "post-only order would take liquidity at the new price")
+        side.remove(order)
+        order.price = new_price
+        order.qty = new_qty
+        out.append(Amended(seq, self.name, order.order_id, order.user, new_price, new_qty))
+        remaining = new_qty
+        if crosses:
+            remaining = self.match(
+                seq,
+                order.order_id,
+                order.user,
+                order.client_order_id,
+                order.is_buy,
+                new_price,
+                new_qty,
+                order.stp,
+                out,
+            )
+            if remaining <= 0:  # filled, or cancelled by self-trade prevention
+                self.unindex_order(order)
+                return
+            order.filled += new_qty - remaining
+            order.qty = remaining
+        side.add(order)
+
+    # ----------------------------------------------------------------- queries
+
+    def order_rows(self, user: str) -> list[OrderRow]:
+        """The user's live orders here, by order id, as query rows."""
+        mine = self.user_orders.get(user)
+        if mine is None:
+            return []
+        name = self.name
+        return [
+            OrderRow(
+                name,
+                o.order_id,
+                o.client_order_id,
+                BUY if o.is_buy else SELL,
+                o.price,
+                o.qty,
+                o.filled,
+                o.post_only,
+            )
+            for o in sorted(mine.values(), key=_order_id)
+        ]
+
+
+def _order_id(order: Order) -> int:
+    return order.order_id

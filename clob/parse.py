@@ -1,0 +1,315 @@
+"""Validation of untrusted decoded JSON into engine arguments.
+
+Each ``parse_*`` function checks one command type in the precedence order of
+ENGINE.md: first every structural check (``bad_command``: missing or ill-typed
+field, value outside its list, malformed decimal), then ``unknown_market`` /
+``market_exists``, then ``invalid_qty``, ``invalid_price`` and
+``invalid_tif``. The checks that need the book (``unknown_order``,
+``duplicate_client_order_id``, ``would_take``) happen in :mod:`clob.market`.
+A failed check raises :class:`~clob.events.Reject`.
+
+These are hand-written rather than a cattrs structure hook: they run once per
+command on the hot path and avoid building an intermediate object.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from clob.decimals import is_decimal
+from clob.events import (
+    BAD_COMMAND,
+    INVALID_PRICE,
+    INVALID_QTY,
+    INVALID_TIF,
+    UNKNOWN_MARKET,
+    Reject,
+)
+from clob.market import CANCEL_BOTH, CANCEL_MAKER, CANCEL_TAKER, FOK, GTC, IOC, Market
+
+MARKET_NAME = re.compile(r"[A-Z0-9-]{1,32}")
+MAX_USER_CHARS = 64
+MAX_CLIENT_ORDER_ID_CHARS = 64
+DEFAULT_FILLS_LIMIT = 100
+MAX_FILLS_LIMIT = 1000
+DEFAULT_BOOK_DEPTH = 10
+
+_TIFS = (GTC, IOC, FOK)
+_STPS = (CANCEL_TAKER, CANCEL_MAKER, CANCEL_BOTH)
+
+Command = dict[str, Any]
+
+
+def bad(message: str) -> Reject:
+    """A ``bad_command`` rejection."""
+    return Reject(BAD_COMMAND, message)
+
+
+def user_field(cmd: Command) -> str:
+    user = cmd.get("user")
+    if type(user) is not str or not 0 < len(user) <= MAX_USER_CHARS:
+        raise bad("'user' must be a string of 1 to 64 characters")
+    return user
+
+
+def market_field(cmd: Command) -> str:
+    market = cmd.get("market")
+    if type(market) is not str:
+        raise bad("'market' must be a string")
+    return market
+
+
+def optional_market_field(cmd: Command) -> str | None:
+    market = cmd.get("market")
+    if market is not None and type(market) is not str:
+        raise bad("'market' must be a string when given")
+    return market
+
+
+def client_order_id_field(cmd: Command) -> str | None:
+    coid = cmd.get("client_order_id")
+    if coid is not None and (type(coid) is not str or len(coid) > MAX_CLIENT_ORDER_ID_CHARS):
+        raise bad("'client_order_id' must be a string of at most 64 characters")
+    return coid
+
+
+def decimal_field(cmd: Command, key: str, required: bool) -> str | None:
+    value = cmd.get(key)
+    if value is None:
+        if required:
+            raise bad(f"'{key}' is required")
+        return None
+    if type(value) is not str or not is_decimal(value):
+        raise bad(f"'{key}' must be a decimal number in a string")
+    return value
+
+
+def int_field(cmd: Command, key: str) -> int | None:
+    value = cmd.get(key)
+    if value is not None and type(value) is not int:
+        raise bad(f"'{key}' must be an integer")
+    return value
+
+
+def order_ref_fields(cmd: Command) -> tuple[int | None, str | None]:
+    """``order_id`` or ``client_order_id``: exactly one of them."""
+    order_id = int_field(cmd, "order_id")
+    coid = client_order_id_field(cmd)
+    if (order_id is None) == (coid is None):
+        raise bad("give exactly one of 'order_id' and 'client_order_id'")
+    return order_id, coid
+
+
+def lookup(markets: dict[str, Market], name: str) -> Market:
+    market = markets.get(name)
+    if market is None:
+        raise Reject(UNKNOWN_MARKET, f"market {name!r} does not exist")
+    return market
+
+
+def lots(market: Market, text: str) -> int:
+    steps = market.lot.steps_of(text)
+    if not steps:
+        raise Reject(INVALID_QTY, f"qty must be a positive multiple of {market.lot.text}")
+    return steps
+
+
+def ticks(market: Market, text: str) -> int:
+    steps = market.tick.steps_of(text)
+    if not steps:
+        raise Reject(INVALID_PRICE, f"price must be a positive multiple of {market.tick.text}")
+    return steps
+
+
+# ---------------------------------------------------------------- commands
+
+
+def parse_create_market(cmd: Command) -> tuple[str, str, str]:
+    """``(market, tick_size, lot_size)``; the existence and sign checks follow."""
+    name = market_field(cmd)
+    if MARKET_NAME.fullmatch(name) is None:
+        raise bad("'market' must be 1 to 32 characters of A-Z, 0-9 and '-'")
+    tick = decimal_field(cmd, "tick_size", True)
+    lot = decimal_field(cmd, "lot_size", True)
+    assert tick is not None and lot is not None
+    return name, tick, lot
+
+
+NewOrderArgs = tuple[Market, str, "str | None", bool, "int | None", int, str, bool, str]
+
+
+def parse_new_order(cmd: Command, markets: dict[str, Market]) -> NewOrderArgs:
+    """``(market, user, client_order_id, is_buy, price|None, qty, tif, post_only, stp)``.
+
+    Fast path: a price or qty string already in the market's conversion cache
+    is known to be a well-formed decimal, so the regex check is skipped; the
+    market is looked up early but ``unknown_market`` is still reported only
+    after every ``bad_command`` check.
+    """
+    get = cmd.get
+    name = get("market")
+    user = get("user")
+    coid = get("client_order_id")
+    side = get("side")
+    order_type = get("order_type")
+    price_text = get("price")
+    qty_text = get("qty")
+    tif = get("tif")
+    post_only = get("post_only")
+    stp = get("stp")
+    # bad_command checks
+    if type(name) is not str:
+        raise bad("'market' must be a string")
+    if type(user) is not str or not 0 < len(user) <= MAX_USER_CHARS:
+        raise bad("'user' must be a string of 1 to 64 characters")
+    if coid is not None and (type(coid) is not str or len(coid) > MAX_CLIENT_ORDER_ID_CHARS):
+        raise bad("'client_order_id' must be a string of at most 64 characters")
+    if side == "buy":
+        is_buy = True
+    elif side == "sell":
+        is_buy = False
+    else:
+        raise bad("'side' must be 'buy' or 'sell'")
+    if order_type == "limit":
+        is_market = False
+        if price_text is None:
+            raise bad("'price' is required for a limit order")
+    elif order_type == "market":
+        is_market = True
+    else:
+        raise bad("'order_type' must be 'limit' or 'market'")
+    market = markets.get(name)
+    qty: int | None = None
+    price: int | None = None
+    if type(qty_text) is not str:
+        raise bad("'qty' must be a decimal number in a string")
+    if market is not None:
+        qty = market.lot.known.get(qty_text)
+    if qty is None and not is_decimal(qty_text):
+        raise bad("'qty' must be a decimal number in a string")
+    if price_text is not None:
+        if type(price_text) is not str:
+            raise bad("'price' must be a decimal number in a string")
+        if market is not None:
+            price = market.tick.known.get(price_text)
+        if price is None and not is_decimal(price_text):
+            raise bad("'price' must be a decimal number in a string")
+    if tif is not None and (type(tif) is not str or tif not in _TIFS):
+        raise bad("'tif' must be 'gtc', 'ioc' or 'fok'")
+    if post_only is None:
+        post_only = False
+    elif type(post_only) is not bool:
+        raise bad("'post_only' must be a boolean")
+    if stp is None:
+        stp = CANCEL_TAKER
+    elif type(stp) is not str or stp not in _STPS:
+        raise bad("'stp' must be 'cancel_taker', 'cancel_maker' or 'cancel_both'")
+    # state and value checks, in precedence order
+    if market is None:
+        raise Reject(UNKNOWN_MARKET, f"market {name!r} does not exist")
+    if qty is None:
+        qty = market.lot.steps_of(qty_text)
+    if not qty:
+        raise Reject(INVALID_QTY, f"qty must be a positive multiple of {market.lot.text}")
+    if is_market:
+        if price_text is not None:
+            raise Reject(INVALID_PRICE, "a market order has no price")
+        if tif is None:
+            tif = IOC
+        elif tif == GTC:
+            raise Reject(INVALID_TIF, "a market order cannot be gtc")
+    else:
+        if price is None:
+            assert price_text is not None  # a limit order without price is bad_command
+            price = market.tick.steps_of(price_text)
+        if not price:
+            raise Reject(INVALID_PRICE, f"price must be a positive multiple of {market.tick.text}")
+        if tif is None:
+            tif = GTC
+    if post_only and (is_market or tif != GTC):
+        raise Reject(INVALID_TIF, "post_only applies to gtc limit orders only")
+    return market, user, coid, is_buy, price, qty, tif, post_only, stp
+
+
+def parse_cancel(
+    cmd: Command, markets: dict[str, Market]
+) -> tuple[Market, str, int | None, str | None]:
+    """``(market, user, order_id, client_order_id)``; exactly one id is set.
+
+    Inlined field checks (this runs for a large share of all commands).
+    """
+    get = cmd.get
+    name = get("market")
+    user = get("user")
+    order_id = get("order_id")
+    coid = get("client_order_id")
+    if type(name) is not str:
+        raise bad("'market' must be a string")
+    if type(user) is not str or not 0 < len(user) <= MAX_USER_CHARS:
+        raise bad("'user' must be a string of 1 to 64 characters")
+    if order_id is not None:
+        if type(order_id) is not int:
+            raise bad("'order_id' must be an integer")
+        if coid is not None:
+            raise bad("give exactly one of 'order_id' and 'client_order_id'")
+    elif coid is None:
+        raise bad("give exactly one of 'order_id' and 'client_order_id'")
+    elif type(coid) is not str or len(coid) > MAX_CLIENT_ORDER_ID_CHARS:
+        raise bad("'client_order_id' must be a string of at most 64 characters")
+    market = markets.get(name)
+    if market is None:
+        raise Reject(UNKNOWN_MARKET, f"market {name!r} does not exist")
+    return market, user, order_id, coid
+
+
+def parse_amend(
+    cmd: Command, markets: dict[str, Market]
+) -> tuple[Market, str, int | None, str | None, int | None, int | None]:
+    """``(market, user, order_id, client_order_id, price|None, qty|None)``."""
+    name = market_field(cmd)
+    user = user_field(cmd)
+    order_id, coid = order_ref_fields(cmd)
+    price_text = decimal_field(cmd, "price", False)
+    qty_text = decimal_field(cmd, "qty", False)
+    if price_text is None and qty_text is None:
+        raise bad("an amend needs 'price', 'qty' or both")
+    market = lookup(markets, name)
+    qty = None if qty_text is None else lots(market, qty_text)
+    price = None if price_text is None else ticks(market, price_text)
+    return market, user, order_id, coid, price, qty
+
+
+def parse_user_and_market(cmd: Command, markets: dict[str, Market]) -> tuple[str, Market | None]:
+    """``cancel_all`` and ``orders``: a user and an optional existing market."""
+    user = user_field(cmd)
+    name = optional_market_field(cmd)
+    return user, (None if name is None else lookup(markets, name))
+
+
+def parse_fills(
+    cmd: Command, markets: dict[str, Market]
+) -> tuple[str, Market | None, int | None, int]:
+    """``(user, market|None, after|None, limit)``."""
+    user = user_field(cmd)
+    name = optional_market_field(cmd)
+    after = int_field(cmd, "after")
+    limit = int_field(cmd, "limit")
+    if limit is None:
+        limit = DEFAULT_FILLS_LIMIT
+    elif not 1 <= limit <= MAX_FILLS_LIMIT:
+        raise bad("'limit' must be between 1 and 1000")
+    if after is not None and name is None:
+        raise bad("'after' is a trade id of one market and needs 'market'")
+    return user, (None if name is None else lookup(markets, name)), after, limit
+
+
+def parse_book(cmd: Command, markets: dict[str, Market]) -> tuple[Market, int]:
+    """``(market, depth)``."""
+    name = market_field(cmd)
+    depth = int_field(cmd, "depth")
+    if depth is None:
+        depth = DEFAULT_BOOK_DEPTH
+    elif depth < 1:
+        raise bad("'depth' must be at least 1")
+    return lookup(markets, name), depth

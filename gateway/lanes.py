@@ -1,0 +1,132 @@
+"""Running a connection's market requests in order: one lane per (connection, market).
+
+PROTOCOL.md: requests to the same market from one connection are applied in
+the order sent; different markets may proceed concurrently. So each
+connection has, per market it uses, a bounded queue and one task that runs
+that market's requests one after another. A request without a market
+(``cancel_all``, ``orders``, ``fills``) becomes one part per market, queued
+on every lane at once, and is answered when its last part is done; so it is
+ordered with respect to the connection's earlier and later requests in each
+market.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import trio
+
+from gateway import metrics
+from gateway.errors import GatewayError, from_backend, timed_out
+from gateway.privacy import redact
+from gateway.routing import Market, merge_command, merge_fills, merge_orders
+from gateway.wire import Fills, RequestId, reply_error, reply_ok
+from shard.node.api import CommandResult, ShardError
+from shard.observability import StructuredLogger
+
+
+@attrs.define(eq=False)
+class Job:
+    """One client request spread over ``len(commands)`` market parts (in market-name order)."""
+
+    request_id: RequestId
+    op: str
+    is_command: bool
+    user: str | None
+    commands: dict[str, dict[str, Any]]  # market -> engine command or query
+    fanout: bool
+    reply: Callable[[str], object]
+    started: float
+    fills_limit: int | None = None
+    results: dict[str, CommandResult] = attrs.field(factory=dict)
+    errors: dict[str, GatewayError] = attrs.field(factory=dict)
+
+    async def run_part(self, market: Market, timeout: float, log: StructuredLogger) -> None:
+        """Run this job's part for ``market``; the last part to finish sends the reply."""
+        command = self.commands[market.name]
+        call = market.backend.submit if self.is_command else market.backend.query
+        error: GatewayError | None = None
+        with trio.move_on_after(timeout) as scope:
+            try:
+                self.results[market.name] = await call(command)
+            except Exception as exc:
+                if not isinstance(exc, ShardError):
+                    log.error("backend call failed", market=market.name, op=self.op, exc_info=exc)
+                error = from_backend(exc, is_command=self.is_command)
+        if scope.cancelled_caught:
+            error = timed_out(is_command=self.is_command)
+        if error is not None:
+            self.errors[market.name] = error
+        if len(self.results) + len(self.errors) == len(self.commands):
+            self._finish()
+
+    def _finish(self) -> None:
+        if self.errors:
+            first = self.errors[min(self.errors)]
+            self.reply(reply_error(self.request_id, first))
+            code: str = first.code
+        else:
+            self.reply(reply_ok(self.request_id, self._result()))
+            code = "ok"
+        metrics.REQUESTS.labels(self.op, code).inc()
+        metrics.LATENCY.labels(self.op).observe(trio.current_time() - self.started)
+
+    def _result(self) -> dict[str, Any]:
+        parts = [(m, self.results[m]) for m in sorted(self.results)]
+        if self.is_command:
+            if self.fanout:
+                merged = merge_command(parts)
+            else:
+                merged = {"seq": parts[0][1].seq, "events": parts[0][1].events}
+            merged["events"] = [redact(e, self.user) for e in merged["events"]]
+            return merged
+        if self.fanout and self.op == "orders":
+            return merge_orders(parts, self.user or "")
+        if self.fanout and self.op == "fills":
+            return merge_fills(parts, self.user or "", self.fills_limit)
+        result = parts[0][1]
+        if not result.events:
+            raise AssertionError(f"a query returned no event: {result!r}")
+        return dict(result.events[0])
+
+
+class Lanes:
+    """A connection's lanes, created on first use; their tasks live in ``nursery``."""
+
+    def __init__(
+        self, nursery: trio.Nursery, capacity: int, timeout: float, log: StructuredLogger
+    ) -> None:
+        self._nursery = nursery
+        self._capacity = capacity
+        self._timeout = timeout
+        self._log = log
+        self._lanes: dict[str, trio.MemorySendChannel[Job]] = {}
+
+    def _lane(self, market: Market) -> trio.MemorySendChannel[Job]:
+        lane = self._lanes.get(market.name)
+        if lane is None:
+            send, receive = trio.open_memory_channel[Job](self._capacity)
+            self._lanes[market.name] = lane = send
+            self._nursery.start_soon(self._run, market, receive)
+        return lane
+
+    def submit(self, job: Job, markets: list[Market]) -> None:
+        """Queue ``job`` on each market's lane; raises ``rate_limited`` if any lane is full."""
+        lanes = [self._lane(m) for m in markets]
+        if any(lane.statistics().current_buffer_used >= self._capacity for lane in lanes):
+            raise GatewayError(
+                "rate_limited", "Too many requests in flight for this market on this connection."
+            )
+        for lane in lanes:
+            lane.send_nowait(job)
+
+    async def _run(self, market: Market, receive: trio.MemoryReceiveChannel[Job]) -> None:
+        async for job in receive:
+            await job.run_part(market, self._timeout, self._log)
+
+
+def fills_limit(body: Fills) -> int:
+    """The merged page size of a fills query without market (the engine's default is 100)."""
+    return body.limit if body.limit is not None else 100

@@ -1,0 +1,20 @@
+"""The gateway's Prometheus metrics (served by shard.observability.serve_metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+CONNECTIONS = Gauge("gateway_connections", "Open client connections.")
+REQUESTS = Counter(
+    "gateway_requests_total", "Requests answered, by op and outcome.", ["op", "code"]
+)
+LATENCY = Histogram(
+    "gateway_request_seconds",
+    "Time from a request's arrival to its reply being queued, by op.",
+    ["op"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0),
+)
+STREAM_MESSAGES = Counter(
+    "gateway_stream_messages_total", "Stream messages queued to clients.", ["channel"]
+)
+SLOW_CONSUMERS = Counter("gateway_slow_consumers_total", "Connections dropped as slow consumers.")

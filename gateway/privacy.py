@@ -1,0 +1,36 @@
+"""What one user may see of an engine event: other users' names are removed from fills."""
+
+from __future__ import annotations
+
+from shard.node.api import Event
+
+_NAMES = ("maker_user", "taker_user")
+
+
+def redact(event: Event, user: str | None) -> Event:
+    """``event`` as ``user`` may see it: a fill keeps ``maker_user``/``taker_user`` only
+    when it is ``user`` (the key is dropped otherwise); other events are returned as is."""
+    if event.get("type") != "fill":
+        return event
+    return {k: v for k, v in event.items() if k not in _NAMES or v == user}
+
+
+def concerns(event: Event, user: str) -> bool:
+    """Whether ``event`` belongs on ``user``'s private stream (own accepted, fills, cancels,
+    amends)."""
+    kind = event.get("type")
+    if kind == "fill":
+        return event.get("taker_user") == user or event.get("maker_user") == user
+    if kind in ("accepted", "cancelled", "amended"):
+        return event.get("user") == user
+    return False
+
+
+def users_of(event: Event) -> tuple[str, ...]:
+    """The users whose private stream ``event`` goes to."""
+    kind = event.get("type")
+    if kind == "fill":
+        return tuple(u for u in (event.get("taker_user"), event.get("maker_user")) if u)
+    if kind in ("accepted", "cancelled", "amended") and event.get("user"):
+        return (event["user"],)
+    return ()

@@ -1,0 +1,74 @@
+"""Serving the WebSocket API: ``serve_gateway`` runs the feeds and accepts connections."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketRequest, WebSocketServer, serve_websocket
+
+from gateway import metrics
+from gateway.context import GatewayContext
+from gateway.session import Session
+from shard.observability import get_logger
+
+# trio-websocket's own receive queue; our reader drains it continuously
+WS_QUEUE = 16
+
+
+async def serve_gateway(
+    gateway: GatewayContext,
+    host: str,
+    port: int,
+    *,
+    task_status: trio.TaskStatus[WebSocketServer] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Follow every market and serve clients on ``host:port`` until cancelled.
+
+    Reports the trio-websocket server (``.port`` is the bound port) through
+    ``task_status`` once it accepts connections. Owns the market feeds and
+    every connection: cancelling it closes them all.
+    """
+    log = get_logger("gateway.server", gateway=gateway.name)
+    async with trio.open_nursery() as nursery:
+        for feed in gateway.feeds.values():
+            await nursery.start(feed.run)
+        server = await nursery.start(
+            partial(
+                serve_websocket,
+                partial(_handle, gateway),
+                host,
+                port,
+                None,
+                handler_nursery=nursery,
+                message_queue_size=WS_QUEUE,
+                # frames up to the hard limit are read and answered with too_large
+                max_message_size=gateway.settings.hard_frame_bytes,
+            )
+        )
+        log.info("gateway listening", host=host, port=server.port, markets=len(gateway.feeds))
+        task_status.started(server)
+
+
+async def _handle(gateway: GatewayContext, request: WebSocketRequest) -> None:
+    """One connection, start to end. Nothing it raises may reach serve_websocket:
+    an exception escaping a handler would take the whole server down."""
+    log = get_logger("gateway.server", gateway=gateway.name)
+    try:
+        ws = await request.accept()
+    except ConnectionClosed:
+        return
+    except Exception as exc:
+        log.warning("handshake failed", error=repr(exc))
+        return
+    gateway.stats.connections += 1
+    gateway.stats.accepted += 1
+    metrics.CONNECTIONS.inc()
+    try:
+        await Session(ws, gateway).run()
+    except Exception as exc:
+        gateway.stats.handler_errors += 1
+        log.error("connection handler failed", exc_info=exc)
+    finally:
+        gateway.stats.connections -= 1
+        metrics.CONNECTIONS.dec()

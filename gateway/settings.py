@@ -1,0 +1,38 @@
+"""The gateway's documented limits, in one place (see docs/protocol.md).
+
+Every number a client can run into lives here so the documentation, the
+server and the tests agree; tests shrink some of them to stay fast.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+# A frame above MAX_FRAME_BYTES is answered with ``too_large``; one above
+# HARD_FRAME_BYTES is not even buffered: the socket is closed with code 1009.
+MAX_FRAME_BYTES = 64 * 1024
+HARD_FRAME_BYTES = 4 * 1024 * 1024
+
+
+@attrs.frozen
+class GatewaySettings:
+    """Per-gateway limits; the defaults are the documented ones."""
+
+    max_frame_bytes: int = MAX_FRAME_BYTES
+    hard_frame_bytes: int = HARD_FRAME_BYTES
+    # token bucket per connection: every frame costs one token
+    rate_per_second: float = 1000.0
+    rate_burst: float = 2000.0
+    # requests accepted but not yet answered, per connection and market
+    max_pending_per_market: int = 1024
+    # messages queued for one connection (replies and stream messages together)
+    outbound_buffer: int = 4096
+    # how long a slow consumer gets to receive its slow_consumer notice
+    slow_consumer_grace_seconds: float = 2.0
+    # WebSocket ping period, and the silence after which a connection is dropped
+    ping_interval_seconds: float = 15.0
+    idle_timeout_seconds: float = 60.0
+    # bound on one backend call; a command past it gets ``timeout``
+    request_timeout_seconds: float = 10.0
+    # messages buffered between one market's upstream subscription and its fan-out
+    feed_buffer: int = 10_000

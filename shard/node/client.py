@@ -1,0 +1,348 @@
+"""``ShardClient``: the one piece of code that speaks the shard client protocol from outside.
+
+See :mod:`shard.node.api` for the contract. One client serves one replica
+group (market). It keeps at most one TCP connection per replica and
+multiplexes any number of concurrent requests over it by request id.
+
+It runs no background tasks, so it needs no nursery: the task waiting for a
+reply reads the connection on behalf of every waiter (one reader at a time;
+when it has its own reply it hands the reading over to another waiter).
+Writes are coalesced the same way: concurrent requests queue their frames
+and whichever task finds the writer idle flushes them all in one write.
+
+Close it with ``await client.aclose()`` or ``async with ShardClient(...)``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import os
+from typing import Any, Self
+
+import orjson
+import trio
+
+from config.load import parse_address
+from config.schema import MarketConfig
+from shard.node import protocol
+from shard.node.api import (
+    CommandResult,
+    CommandTimeout,
+    NodeStatus,
+    ShardError,
+    Unavailable,
+)
+from shard.node.framing import FrameDecoder, encode_frame
+from shard.node.subscription import Subscription
+
+_READ_SIZE = 1 << 18
+_CONNECT_TIMEOUT_S = 1.0
+_STATUS_TIMEOUT_S = 1.0
+_BACKOFF_MIN_S = 0.005
+_BACKOFF_MAX_S = 0.1
+
+
+class ConnectFailed(Exception):
+    """Could not reach the replica; nothing was sent."""
+
+
+class ConnectionLost(Exception):
+    """The connection broke after the request may have been sent."""
+
+
+class _Slot:
+    __slots__ = ("reply", "wake")
+
+    def __init__(self) -> None:
+        self.reply: protocol.Message | None = None
+        self.wake = trio.Event()
+
+
+class ReplicaConnection:
+    """One multiplexed connection to one replica (see the module docstring)."""
+
+    def __init__(self, name: str, address: str) -> None:
+        self.name = name
+        self.address = address
+        self._stream: trio.SocketStream | None = None
+        self._connect_lock = trio.Lock()
+        self._decoder = FrameDecoder()
+        self._waiting: dict[int, _Slot] = {}
+        self._rids = itertools.count(1)
+        self._reading = False
+        self._writing = False
+        self._outbox: list[bytes] = []
+        self.failure: Exception | None = None
+
+    async def _connect(self) -> trio.SocketStream:
+        async with self._connect_lock:
+            if self.failure is not None:
+                raise ConnectFailed(str(self.failure))
+            if self._stream is None:
+                host, port = parse_address(self.address)
+                try:
+                    with trio.fail_after(_CONNECT_TIMEOUT_S):
+                        self._stream = await trio.open_tcp_stream(host, port)
+                except (OSError, trio.TooSlowError) as exc:
+                    raise ConnectFailed(f"{self.name} at {self.address}: {exc}") from exc
+            return self._stream
+
+    async def request(self, message: protocol.Message) -> protocol.Message:
+        """Send ``message`` (its ``rid`` is set here) and wait for the reply."""
+        stream = await self._connect()
+        rid = next(self._rids)
+        message["rid"] = rid
+        slot = _Slot()
+        self._waiting[rid] = slot
+        try:
+            self._outbox.append(encode_frame(message))
+            if not self._writing:
+                await self._flush(stream)
+            while slot.reply is None:
+                if self.failure is not None:
+                    raise ConnectionLost(str(self.failure))
+                if self._reading:
+                    await slot.wake.wait()
+                    slot.wake = trio.Event()
+                else:
+                    await self._read_once(stream)
+            return slot.reply
+        finally:
+            del self._waiting[rid]
+
+    async def _flush(self, stream: trio.SocketStream) -> None:
+        self._writing = True
+        try:
+            while self._outbox:
+                data = b"".join(self._outbox)
+                self._outbox.clear()
+                await stream.send_all(data)
+        except BaseException as exc:  # a half-written frame leaves the stream unusable
+            self._fail(exc if isinstance(exc, Exception) else ConnectionLost("cancelled mid-write"))
+            raise
+        finally:
+            self._writing = False
+
+    async def _read_once(self, stream: trio.SocketStream) -> None:
+        self._reading = True
+        try:
+            try:
+                data = await stream.receive_some(_READ_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                self._fail(exc)
+                return
+            if not data:
+                self._fail(ConnectionLost(f"{self.name} closed the connection"))
+                return
+            self._decoder.feed(data)
+            try:
+                for reply in self._decoder.messages():
+                    rid = reply.get("rid") if isinstance(reply, dict) else None
+                    slot = self._waiting.get(rid) if isinstance(rid, int) else None
+                    if slot is not None:
+                        slot.reply = reply
+                        slot.wake.set()
+            except Exception as exc:  # a replica sending garbage: drop this connection
+                self._fail(exc)
+        finally:
+            # After dispatching, so a waiter whose reply just came is not picked.
+            self._reading = False
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        for slot in self._waiting.values():
+            if slot.reply is None:
+                slot.wake.set()  # that waiter loops and becomes the reader
+                return
+
+    def _fail(self, exc: Exception) -> None:
+        if self.failure is None:
+            self.failure = exc
+        for slot in self._waiting.values():
+            slot.wake.set()
+
+    @property
+    def usable(self) -> bool:
+        return self.failure is None
+
+    async def aclose(self) -> None:
+        self._fail(ConnectionLost("closed by the client"))
+        if self._stream is not None:
+            await trio.aclose_forcefully(self._stream)
+
+
+def encode_command(command: Any) -> bytes:
+    """The wire form of an engine command: JSON bytes (bytes pass through)."""
+    return command if isinstance(command, bytes) else orjson.dumps(command)
+
+
+class ShardClient:
+    """Client of one replica group; see :mod:`shard.node.api` for the contract.
+
+    ``retry_for`` bounds how long one call keeps retrying through leader
+    changes and unreachable replicas before it gives up with
+    :class:`Unavailable` or :class:`CommandTimeout`.
+    """
+
+    def __init__(
+        self, market: MarketConfig, client_id: str | None = None, *, retry_for: float = 5.0
+    ) -> None:
+        self.market = market
+        self.client_id = client_id or f"client-{os.urandom(4).hex()}"
+        self.retry_for = retry_for
+        self.addresses = {r.name: r.client for r in market.replicas}
+        self.leader: str | None = None
+        self._connections: dict[str, ReplicaConnection] = {}
+        self._next_req = 1
+        self._inflight: list[int] = []  # heap of request numbers not yet answered
+        self._answered: set[int] = set()
+        self._rotation = itertools.cycle(list(self.addresses))
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        for connection in list(self._connections.values()):
+            await connection.aclose()
+        self._connections.clear()
+
+    def connection(self, name: str) -> ReplicaConnection:
+        connection = self._connections.get(name)
+        if connection is None or not connection.usable:
+            connection = ReplicaConnection(name, self.addresses[name])
+            self._connections[name] = connection
+        return connection
+
+    # -- idempotency keys --------------------------------------------------
+
+    def _allocate(self) -> int:
+        req = self._next_req
+        self._next_req += 1
+        heapq.heappush(self._inflight, req)
+        return req
+
+    def _finish(self, req: int) -> None:
+        self._answered.add(req)
+        while self._inflight and self._inflight[0] in self._answered:
+            self._answered.discard(heapq.heappop(self._inflight))
+
+    def _ack_below(self) -> int:
+        """Every request number below this has its answer; the group may forget them."""
+        return self._inflight[0] if self._inflight else self._next_req
+
+    # -- requests ----------------------------------------------------------
+
+    async def submit(self, command: Any) -> CommandResult:
+        """Commit and apply ``command`` exactly once; its seq and events."""
+        req = self._allocate()
+        message = {
+            "t": "submit",
+            "client": self.client_id,
+            "req": req,
+            "ack": self._ack_below(),
+            "cmd": encode_command(command),
+        }
+        try:
+            reply = await self._to_leader(message)
+        finally:
+            self._finish(req)
+        return CommandResult(reply["seq"], reply["events"])
+
+    async def query(self, command: Any) -> CommandResult:
+        """A linearizable query (ReadIndex) answered by the leader."""
+        reply = await self._to_leader({"t": "query", "cmd": encode_command(command)})
+        return CommandResult(reply["seq"], reply["events"])
+
+    async def admin(self, action: str, **fields: Any) -> protocol.Message:
+        """Run an admin action on the leader; the ``ok`` reply's fields."""
+        return await self._to_leader({"t": "admin", "action": action, **fields})
+
+    async def admin_on(self, node: str, action: str, **fields: Any) -> protocol.Message:
+        """Run an admin action on one given replica (no redirects)."""
+        reply = await self.connection(node).request({"t": "admin", "action": action, **fields})
+        protocol.raise_for_error(reply)
+        return reply
+
+    async def _to_leader(self, message: protocol.Message) -> protocol.Message:
+        deadline = trio.current_time() + self.retry_for
+        maybe_applied = False
+        backoff = _BACKOFF_MIN_S
+        last_problem = "no replica answered"
+        while True:
+            redirected = False
+            target = self.leader if self.leader is not None else next(self._rotation)
+            try:
+                reply = await self.connection(target).request(dict(message))
+            except ConnectFailed as exc:
+                last_problem = str(exc)
+                self._forget_leader(target)
+            except ConnectionLost as exc:
+                last_problem = f"{target}: {exc}"
+                maybe_applied = maybe_applied or message["t"] == "submit"
+                self._forget_leader(target)
+            else:
+                if reply.get("t") != "error":
+                    self.leader = target
+                    return reply
+                code = reply.get("code")
+                last_problem = f"{target}: {code}: {reply.get('message')}"
+                if code == protocol.NOT_LEADER:
+                    hint = reply.get("leader")
+                    self.leader = hint if hint in self.addresses and hint != target else None
+                    redirected = self.leader is not None  # follow it at once
+                elif code == protocol.TIMEOUT:
+                    maybe_applied = maybe_applied or message["t"] == "submit"
+                elif code == protocol.UNAVAILABLE:
+                    self._forget_leader(target)
+                else:
+                    protocol.raise_for_error(reply)
+            if trio.current_time() >= deadline:
+                if maybe_applied:
+                    raise CommandTimeout(last_problem, indeterminate=True)
+                raise Unavailable(last_problem, self.leader)
+            if redirected:
+                continue
+            await trio.sleep(backoff)
+            backoff = min(backoff * 2, _BACKOFF_MAX_S)
+
+    def _forget_leader(self, target: str) -> None:
+        if self.leader == target:
+            self.leader = None
+
+    def subscribe(self, from_seq: int) -> Subscription:
+        """Applied items from ``from_seq`` on, in seq order, from any replica (followers first).
+
+        Use as ``async with client.subscribe(n) as items: async for item in items``
+        or iterate directly and ``aclose()`` it.
+        """
+        order = [n for n in self.addresses if n != self.leader]
+        if self.leader is not None:
+            order.append(self.leader)
+        return Subscription(
+            [(n, self.addresses[n]) for n in order], from_seq, retry_for=self.retry_for
+        )
+
+    async def status(self) -> list[NodeStatus]:
+        """Every replica's status, in config order; unreachable ones marked so."""
+        found: dict[str, NodeStatus] = {}
+
+        async def one(name: str) -> None:
+            connection = self.connection(name)
+            with trio.move_on_after(_STATUS_TIMEOUT_S):
+                try:
+                    reply = await connection.request({"t": "status"})
+                    protocol.raise_for_error(reply)
+                    found[name] = protocol.node_status(name, reply)
+                except (ConnectFailed, ConnectionLost, ShardError):
+                    pass
+            if name not in found:
+                await connection.aclose()
+
+        async with trio.open_nursery() as nursery:
+            for name in self.addresses:
+                nursery.start_soon(one, name)
+        return [found.get(name, NodeStatus(name=name, reachable=False)) for name in self.addresses]

@@ -1,0 +1,187 @@
+"""The shard client protocol server: one TCP listener, framed msgpack requests.
+
+Each connection has a reader (this task) and a writer task draining a bounded
+reply queue into one socket write per turn. Requests are handed to the
+:class:`ReplicaService` (the node runtime) with a reply callback, not a task
+per request: at 100k submits per second a task each would cost more than the
+command itself. A client that does not read its replies (or its
+subscription) fast enough overflows its queue and is disconnected; it can
+reconnect and resubscribe from the last seq it saw.
+
+A malformed frame closes that connection only; a malformed request inside a
+good frame gets a ``bad_request`` error reply and the connection stays open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import trio
+
+from config.load import parse_address
+from shard.node import protocol
+from shard.node.framing import FrameDecoder, FrameError, encode_frame
+from shard.observability import get_logger
+
+Reply = Callable[[protocol.Message], None]
+
+_READ_SIZE = 1 << 18
+_QUEUE = 65536  # replies + pushed items a connection may have waiting
+
+
+class Subscriber(Protocol):
+    def push(self, message: protocol.Message) -> None: ...
+
+
+class ReplicaService(Protocol):
+    """What the node runtime offers the client server."""
+
+    def submit(self, client: str, req: int, ack: int, cmd: bytes, reply: Reply) -> None: ...
+
+    def query(self, cmd: bytes, reply: Reply) -> None: ...
+
+    def subscribe(self, from_seq: int, subscriber: Subscriber, reply: Reply) -> None:
+        """Reply ``ok`` (or an error), then push applied items from ``from_seq`` on."""
+        ...
+
+    def unsubscribe(self, subscriber: Subscriber) -> None: ...
+
+    def status(self) -> protocol.Message: ...
+
+    async def admin(self, request: protocol.Message) -> protocol.Message: ...
+
+
+class ClientConnection:
+    """One client's connection: a bounded outbound queue and its writer."""
+
+    def __init__(self, stream: trio.SocketStream, peer: str) -> None:
+        self.stream = stream
+        self.peer = peer
+        self.scope = trio.CancelScope()
+        self._send, self._receive = trio.open_memory_channel[protocol.Message](_QUEUE)
+        self.overflowed = False
+        self.nursery: trio.Nursery | None = None  # runs this connection's admin requests
+
+    def push(self, message: protocol.Message) -> None:
+        """Queue a message; a full queue means a slow reader, which is disconnected."""
+        if self.overflowed:
+            return
+        try:
+            self._send.send_nowait(message)
+        except trio.WouldBlock:
+            self.overflowed = True
+            self.scope.cancel()
+        except trio.ClosedResourceError:
+            pass  # connection already finished; late replies have nobody to go to
+
+    def replier(self, rid: Any) -> Reply:
+        def reply(message: protocol.Message) -> None:
+            message["rid"] = rid
+            self.push(message)
+
+        return reply
+
+    async def write_loop(self) -> None:
+        receive = self._receive
+        while True:
+            chunks = [encode_frame(await receive.receive())]
+            while len(chunks) < 4096:
+                try:
+                    chunks.append(encode_frame(receive.receive_nowait()))
+                except trio.WouldBlock:
+                    break
+            await self.stream.send_all(b"".join(chunks))
+
+    def close(self) -> None:
+        self._send.close()
+
+
+class ClientServer:
+    """Serves the shard client protocol on ``listen`` for one replica."""
+
+    def __init__(self, service: ReplicaService, listen: str, *, node: str = "") -> None:
+        self.service = service
+        self.listen = listen
+        self.port = 0
+        self._log = get_logger("shard.node.clientserver", node=node)
+
+    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Accept clients until cancelled; reports the bound port. Owns every connection."""
+        host, port = parse_address(self.listen)
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        self.port = listeners[0].socket.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.serve_listeners, self._handle, listeners)
+            task_status.started(self.port)
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        try:
+            peer = "{}:{}".format(*stream.socket.getpeername()[:2])
+        except OSError:
+            peer = "?"
+        conn = ClientConnection(stream, peer)
+        try:
+            with conn.scope:
+                async with trio.open_nursery() as nursery:
+                    conn.nursery = nursery
+                    nursery.start_soon(conn.write_loop)
+                    await self._read_loop(conn)
+                    nursery.cancel_scope.cancel()
+            if conn.overflowed:
+                self._log.warning("slow client disconnected", peer=peer)
+        except* FrameError as group:
+            self._log.warning(
+                "malformed frame from client", peer=peer, error=str(group.exceptions[0])
+            )
+        except* (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the client went away
+        except* Exception:
+            # A bug triggered by one client must cost that connection only.
+            self._log.exception("client connection failed", peer=peer)
+        finally:
+            self.service.unsubscribe(conn)
+            conn.close()
+            await trio.aclose_forcefully(stream)
+
+    async def _read_loop(self, conn: ClientConnection) -> None:
+        decoder = FrameDecoder()
+        while True:
+            data = await conn.stream.receive_some(_READ_SIZE)
+            if not data:
+                return
+            decoder.feed(data)
+            for message in decoder.messages():
+                self._dispatch(conn, message)
+                if conn.overflowed:
+                    return
+
+    def _dispatch(self, conn: ClientConnection, message: Any) -> None:
+        rid = message.get("rid") if isinstance(message, dict) else None
+        try:
+            kind, rid = protocol.check_request(message)
+        except protocol.RequestError as exc:
+            conn.replier(rid)(protocol.error(exc.code, str(exc)))
+            return
+        service = self.service
+        if kind == "submit":
+            service.submit(
+                message["client"], message["req"], message["ack"], message["cmd"], conn.replier(rid)
+            )
+        elif kind == "query":
+            service.query(message["cmd"], conn.replier(rid))
+        elif kind == "subscribe":
+            service.subscribe(message["from_seq"], conn, conn.replier(rid))
+        elif kind == "status":
+            conn.replier(rid)(service.status())
+        else:
+            assert conn.nursery is not None
+            conn.nursery.start_soon(self._admin, conn, message, rid)
+
+    async def _admin(self, conn: ClientConnection, message: protocol.Message, rid: Any) -> None:
+        try:
+            reply = await self.service.admin(message)
+        except Exception as exc:
+            self._log.exception("admin action failed", action=message.get("action"))
+            reply = protocol.error(protocol.INTERNAL, f"{type(exc).__name__}: {exc}")
+        conn.replier(rid)(reply)

@@ -1,0 +1,137 @@
+"""The shard client protocol's messages (docs/architecture.md §4), as plain msgpack maps.
+
+Requests and replies are dicts with a ``t`` tag; this module is the one place
+that knows their field names, validates requests from the wire and turns
+error replies into the exceptions of :mod:`shard.node.api`. Plain dicts rather
+than attrs classes because every submit and every reply crosses here: at
+100k commands per second, one less object per message matters.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from shard.node.api import (
+    AppliedItem,
+    BadRequest,
+    CommandTimeout,
+    NodeStatus,
+    ShardError,
+    SubscriptionGone,
+    Unavailable,
+)
+
+Message = dict[str, Any]
+
+NOT_LEADER: Final = "not_leader"
+UNAVAILABLE: Final = "unavailable"
+TIMEOUT: Final = "timeout"
+BAD_REQUEST: Final = "bad_request"
+INTERNAL: Final = "internal"
+GONE: Final = "gone"
+
+ADMIN_ACTIONS: Final = frozenset(
+    {"transfer_leader", "add_replica", "promote_replica", "remove_replica", "snapshot"}
+)
+
+
+class RequestError(Exception):
+    """A request the server refuses; becomes an error reply with ``code``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def error(
+    code: str, message: str, *, leader: str | None = None, leader_addr: str | None = None
+) -> Message:
+    return {
+        "t": "error",
+        "code": code,
+        "message": message,
+        "leader": leader,
+        "leader_addr": leader_addr,
+    }
+
+
+def result(seq: int, events: list[Any]) -> Message:
+    return {"t": "result", "seq": seq, "events": events}
+
+
+def _field(message: Message, key: str, kind: type | tuple[type, ...]) -> Any:
+    value = message.get(key)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        name = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise RequestError(BAD_REQUEST, f"{key!r} must be {name}, got {type(value).__name__}")
+    return value
+
+
+def check_request(message: Any) -> tuple[str, Any]:
+    """Validate a decoded request; returns ``(t, rid)`` or raises :class:`RequestError`."""
+    if not isinstance(message, dict):
+        raise RequestError(BAD_REQUEST, "a request must be a map")
+    kind = message.get("t")
+    rid = message.get("rid")
+    if kind == "submit":
+        _field(message, "client", str)
+        _field(message, "req", int)
+        _field(message, "ack", int)
+        _field(message, "cmd", bytes)
+    elif kind == "query":
+        _field(message, "cmd", bytes)
+    elif kind == "subscribe":
+        _field(message, "from_seq", int)
+    elif kind == "admin":
+        action = message.get("action")
+        if action not in ADMIN_ACTIONS:
+            raise RequestError(BAD_REQUEST, f"unknown admin action {action!r}")
+    elif kind != "status":
+        raise RequestError(BAD_REQUEST, f"unknown request type {kind!r}")
+    return kind, rid
+
+
+def raise_for_error(reply: Message) -> None:
+    """Raise the :mod:`shard.node.api` exception an error reply stands for."""
+    if reply.get("t") != "error":
+        return
+    code = reply.get("code")
+    message = str(reply.get("message", ""))
+    if code in (UNAVAILABLE, NOT_LEADER):
+        raise Unavailable(message, reply.get("leader"))
+    if code == TIMEOUT:
+        raise CommandTimeout(message, indeterminate=bool(reply.get("indeterminate", True)))
+    if code == BAD_REQUEST:
+        raise BadRequest(message)
+    if code == GONE:
+        raise SubscriptionGone(message)
+    raise ShardError(f"{code}: {message}")
+
+
+def applied_items(message: Message) -> list[AppliedItem]:
+    """The items of a pushed ``applied`` message."""
+    return [
+        AppliedItem(seq, events, [tuple(change) for change in changes])
+        for seq, events, changes in message["items"]
+    ]
+
+
+_STATUS_FIELDS = (
+    "role",
+    "term",
+    "leader",
+    "commit_index",
+    "applied_index",
+    "applied_seq",
+    "digest",
+    "digest_seq",
+    "lag",
+    "diverged",
+)
+
+
+def node_status(name: str, reply: Message) -> NodeStatus:
+    """A :class:`NodeStatus` from a ``status`` reply (unknown extra fields ignored)."""
+    return NodeStatus(
+        name=name, reachable=True, **{k: reply[k] for k in _STATUS_FIELDS if k in reply}
+    )

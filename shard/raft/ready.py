@@ -1,0 +1,87 @@
+"""What the core asks its owner to do: the :class:`Ready` batch.
+
+Rule (the owner must follow it in this order):
+
+1. Persist ``snapshot`` (if any; an installed snapshot replaces the *whole*
+   stored log), then ``entries`` (which replace any stored entries at or
+   after ``entries[0].index``), then ``hard_state`` (if not None), and make
+   them durable (fsync). A crash part-way may keep any prefix of these
+   writes, in this order.
+2. Only then send ``messages``. A vote or an append acknowledgement must never
+   leave before the state it promises is on disk.
+3. Restore the state machine from ``snapshot`` (if any), then apply
+   ``committed_entries`` in order; serve each of ``read_states`` once the
+   applied index reaches its ``index``.
+4. Call ``Raft.advance(ready)``.
+
+The leader counts its own log towards a commit quorum only once ``advance``
+(or ``on_persisted``) reports the entries durable, so the ordering above is
+what keeps a leader from committing an entry that only lives in memory.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+from shard.raft.messages import Message
+from shard.records import Entry, HardState, SnapshotMeta
+
+
+class Role(enum.Enum):
+    FOLLOWER = "follower"
+    PRE_CANDIDATE = "pre_candidate"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+
+
+@attrs.frozen
+class SoftState:
+    """Volatile facts the owner may want to report (never persisted)."""
+
+    role: Role
+    leader: str | None
+    term: int
+
+
+@attrs.frozen
+class ReadState:
+    """A linearizable read that may be served once applied index >= ``index``."""
+
+    context: bytes
+    index: int
+
+
+@attrs.frozen
+class Snapshot:
+    """A complete snapshot: where it sits in the log and the owner's opaque bytes."""
+
+    meta: SnapshotMeta
+    data: bytes
+
+
+@attrs.frozen
+class Ready:
+    """One batch of work for the owner (see the module docstring for the order)."""
+
+    hard_state: HardState | None
+    entries: tuple[Entry, ...]
+    snapshot: Snapshot | None
+    messages: tuple[Message, ...]
+    committed_entries: tuple[Entry, ...]
+    read_states: tuple[ReadState, ...]
+    soft_state: SoftState | None  # None if unchanged since the previous Ready
+
+    def must_sync(self) -> bool:
+        """Whether this Ready carries anything that has to be made durable."""
+        return bool(self.entries) or self.hard_state is not None or self.snapshot is not None
+
+    def is_empty(self) -> bool:
+        return not (
+            self.must_sync()
+            or self.messages
+            or self.committed_entries
+            or self.read_states
+            or self.soft_state is not None
+        )

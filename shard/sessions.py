@@ -1,0 +1,100 @@
+"""The client session table (Raft thesis §6.3): exactly-once application.
+
+Every proposal carries ``(client_id, request_no)``. The table remembers the
+result of each applied request until the client acknowledges it (its
+``ack_below`` rises above the request number); a retry of a remembered
+request gets the remembered result instead of being applied again, and a
+request below ``ack_below`` is known to be finished and is never applied.
+
+The table is replicated state: every decision depends only on the log, so
+all replicas keep, forget and evict exactly the same sessions. It is bounded:
+at most ``max_clients`` sessions (the least recently active one by log index
+is evicted, ties broken by client id) and at most ``max_results`` remembered
+results per client (the oldest is forgotten and counts as acknowledged).
+A client evicted while it still has a request in flight loses the
+exactly-once guarantee for that request; size ``max_clients`` well above
+the number of clients active within a retry horizon.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import attrs
+
+
+class Verdict(enum.Enum):
+    NEW = "new"  # apply it
+    DUPLICATE = "duplicate"  # applied before: here is the remembered result
+    EXPIRED = "expired"  # applied and acknowledged long ago (a very late retry): drop it
+
+
+@attrs.define
+class Session:
+    last_active: int  # log index of the client's latest proposal
+    ack_below: int = 0
+    results: dict[int, Any] = attrs.field(factory=dict)  # request_no -> result
+
+
+class SessionTable:
+    """Deterministic, bounded table of client sessions."""
+
+    def __init__(self, *, max_clients: int = 10_000, max_results: int = 1_000) -> None:
+        self.max_clients = max_clients
+        self.max_results = max_results
+        self.sessions: dict[str, Session] = {}
+
+    def check(self, client_id: str, request_no: int, ack_below: int, index: int) -> Verdict:
+        """Classify a proposal found in the log entry at ``index``; records the ack."""
+        s = self.sessions.get(client_id)
+        if s is None:
+            s = self.sessions[client_id] = Session(last_active=index)
+            self._evict_beyond_limit(keep=client_id)
+        s.last_active = max(s.last_active, index)
+        if ack_below > s.ack_below:
+            s.ack_below = ack_below
+            for req in [r for r in s.results if r < ack_below]:
+                del s.results[req]
+        if request_no in s.results:
+            return Verdict.DUPLICATE
+        if request_no < s.ack_below:
+            return Verdict.EXPIRED
+        return Verdict.NEW
+
+    def result(self, client_id: str, request_no: int) -> Any:
+        return self.sessions[client_id].results[request_no]
+
+    def record(self, client_id: str, request_no: int, result: Any) -> None:
+        s = self.sessions[client_id]
+        s.results[request_no] = result
+        if len(s.results) > self.max_results:
+            oldest = min(s.results)
+            del s.results[oldest]
+            s.ack_below = max(s.ack_below, oldest + 1)
+
+    def _evict_beyond_limit(self, keep: str) -> None:
+        while len(self.sessions) > self.max_clients:
+            victim = min(
+                (c for c in self.sessions if c != keep),
+                key=lambda c: (self.sessions[c].last_active, c),
+            )
+            del self.sessions[victim]
+
+    def __len__(self) -> int:
+        return len(self.sessions)
+
+    # -- snapshot --------------------------------------------------------
+
+    def to_plain(self) -> list[Any]:
+        """Msgpack-ready, canonical (sorted) form; equal tables give equal values."""
+        return [
+            [c, s.last_active, s.ack_below, [[r, s.results[r]] for r in sorted(s.results)]]
+            for c, s in sorted(self.sessions.items())
+        ]
+
+    def load_plain(self, rows: list[Any]) -> None:
+        self.sessions = {
+            str(c): Session(int(last), int(ack), {int(r): res for r, res in results})
+            for c, last, ack, results in rows
+        }

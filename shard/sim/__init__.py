@@ -1,0 +1,1 @@
+"""Deterministic testing of the consensus core: lock-step harness and fault simulator."""

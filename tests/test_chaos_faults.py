@@ -1,0 +1,77 @@
+"""The seeded fault planner and the offline reader of a replica's committed commands."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import orjson
+
+from chaos.checker import CommittedEntry
+from chaos.collect import merge_logs, read_offline
+from chaos.faults import FAULT_KINDS, plan_faults
+from shard.proposals import Proposal, encode_batch
+from shard.records import Entry, EntryKind, HardState
+from shard.storage import open_storage
+
+MARKETS = ["BTC-USD", "ETH-USD"]
+
+
+def test_plan_is_seeded_sequential_and_varied() -> None:
+    plan = plan_faults(7, 120, MARKETS, election_timeout_s=0.6)
+    assert plan == plan_faults(7, 120, MARKETS, election_timeout_s=0.6)
+    assert plan != plan_faults(8, 120, MARKETS, election_timeout_s=0.6)
+    assert {f.kind for f in plan} == set(FAULT_KINDS)  # 120 s is enough for one full round
+    for before, after in itertools.pairwise(plan):
+        assert before.at + before.duration < after.at, "faults never overlap"
+    assert plan[-1].at + plan[-1].duration < 120
+    # pauses and partitions outlast the election timeout so leadership really moves
+    assert all(f.duration > 0.6 for f in plan)
+    assert all(1 <= f.nbytes <= 64 for f in plan if f.kind == "torn_wal")
+
+
+def test_short_runs_get_few_faults_and_kinds_can_be_chosen() -> None:
+    assert plan_faults(1, 4, MARKETS, election_timeout_s=0.6) == []
+    only = plan_faults(1, 60, MARKETS, election_timeout_s=0.6, kinds=["kill_leader"])
+    assert only and {f.kind for f in only} == {"kill_leader"}
+
+
+def _command(i: int) -> bytes:
+    return orjson.dumps(
+        {
+            "type": "new_order", "market": "BTC-USD", "user": "u1", "client_order_id": f"c{i}",
+            "side": "buy", "order_type": "limit", "price": "100.00", "qty": "0.001",
+        }
+    )  # fmt: skip
+
+
+def test_offline_reader_returns_committed_commands_once(tmp_path: Path) -> None:
+    create = orjson.dumps(
+        {"type": "create_market", "market": "BTC-USD", "tick_size": "0.01", "lot_size": "0.001"}
+    )
+    batches = [
+        [Proposal("gw", 1, 1, create)],
+        [Proposal("gw", 2, 2, _command(1)), Proposal("gw", 3, 2, _command(2))],
+        [Proposal("gw", 3, 2, _command(2))],  # a retry: the session table drops it
+        [Proposal("gw", 4, 4, _command(3))],  # past the commit index: not committed
+    ]
+    entries = [Entry(1, 1, EntryKind.NOOP, b"")] + [
+        Entry(1, i, EntryKind.NORMAL, encode_batch(b)) for i, b in enumerate(batches, start=2)
+    ]
+    storage, _ = open_storage(tmp_path, "none")
+    storage.append(entries)
+    storage.set_hard_state(HardState(term=1, vote="r1", commit=4))
+    storage.sync()
+    storage.close()
+    log = read_offline("BTC-USD", tmp_path)
+    assert (log.first_seq, log.last_seq) == (1, 3)
+    commands = [log.entries[s].command for s in (1, 2, 3)]
+    assert [c["type"] for c in commands if c] == ["create_market", "new_order", "new_order"]
+    assert [c.get("client_order_id") for c in commands if c] == [None, "c1", "c2"]
+    assert log.entries[2].events[0]["type"] == "accepted"
+    assert log.entries[3].events[0]["order_id"] == 2
+    # merged with the live events of a replica, commands fill in where the seqs match
+    live = {"r1": [CommittedEntry(s, log.entries[s].events) for s in (1, 2, 3)]}
+    merged = merge_logs("BTC-USD", live, log)
+    assert merged.has_commands() and merged.last_seq == 3
+    assert not merge_logs("BTC-USD", live, None).has_commands()

@@ -1,0 +1,247 @@
+"""ShardClient against ClientServers backed by fake replicas: redirects, retries, streams."""
+
+from __future__ import annotations
+
+import socket
+from collections import deque
+from typing import Any
+
+import orjson
+import pytest
+import trio
+
+from config.schema import MarketConfig, ReplicaConfig
+from shard.node import protocol
+from shard.node.api import AppliedItem, BadRequest, SubscriptionGone, Unavailable
+from shard.node.client import ShardClient
+from shard.node.clientserver import ClientServer, Reply, Subscriber
+from shard.node.framing import FrameDecoder, encode_frame
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Group:
+    """A toy replicated log shared by the fakes: whoever is leader appends."""
+
+    def __init__(self) -> None:
+        self.leader = "r1"
+        self.items: list[AppliedItem] = []
+        self.sessions: dict[tuple[str, int], protocol.Message] = {}
+        self.applications = 0
+
+
+class FakeReplica:
+    def __init__(self, name: str, group: Group, keep: int = 1000) -> None:
+        self.name = name
+        self.group = group
+        self.keep = keep
+        self.subscribers: dict[int, tuple[Subscriber, int]] = {}
+        self.withhold_replies = False
+
+    def _not_leader(self, reply: Reply) -> bool:
+        if self.group.leader == self.name:
+            return False
+        reply(protocol.error(protocol.NOT_LEADER, "not leader", leader=self.group.leader))
+        return True
+
+    def submit(self, client: str, req: int, ack: int, cmd: bytes, reply: Reply) -> None:
+        if self._not_leader(reply):
+            return
+        key = (client, req)
+        if key not in self.group.sessions:
+            self.group.applications += 1
+            seq = len(self.group.items) + 1
+            events = [{"type": "echo", "seq": seq, "cmd": orjson.loads(cmd)}]
+            self.group.items.append(AppliedItem(seq, events, [("M", "buy", "1", "2")]))
+            self.group.sessions[key] = protocol.result(seq, events)
+            for sub, _ in list(self.subscribers.values()):
+                sub.push({"t": "applied", "items": [[seq, events, [["M", "buy", "1", "2"]]]]})
+        if not self.withhold_replies:
+            reply(dict(self.group.sessions[key]))
+
+    def query(self, cmd: bytes, reply: Reply) -> None:
+        if not self._not_leader(reply):
+            reply(protocol.result(len(self.group.items), [{"type": "q"}]))
+
+    def subscribe(self, from_seq: int, subscriber: Subscriber, reply: Reply) -> None:
+        oldest = max(1, len(self.group.items) - self.keep + 1)
+        if from_seq < oldest:
+            reply(protocol.error(protocol.GONE, f"oldest kept is {oldest}"))
+            return
+        self.subscribers[id(subscriber)] = (subscriber, from_seq)
+        backlog = [
+            [i.seq, i.events, list(i.level_changes)] for i in self.group.items[from_seq - 1 :]
+        ]
+        if backlog:  # pushed before the ok on purpose: the client must cope
+            subscriber.push({"t": "applied", "items": backlog})
+        reply({"t": "ok"})
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        self.subscribers.pop(id(subscriber), None)
+
+    def status(self) -> protocol.Message:
+        return {
+            "t": "status",
+            "role": "leader" if self.group.leader == self.name else "follower",
+            "term": 1,
+            "leader": self.group.leader,
+            "applied_seq": len(self.group.items),
+        }
+
+    async def admin(self, request: protocol.Message) -> protocol.Message:
+        return {"t": "ok", "done": request["action"]}
+
+
+async def start_group(
+    nursery: trio.Nursery, names: list[str], keep: int = 1000
+) -> tuple[Group, dict[str, FakeReplica], dict[str, trio.CancelScope], MarketConfig]:
+    group = Group()
+    fakes: dict[str, FakeReplica] = {}
+    scopes: dict[str, trio.CancelScope] = {}
+    replicas = []
+    for name in names:
+        fake = FakeReplica(name, group, keep)
+        server = ClientServer(fake, f"127.0.0.1:{free_port()}")
+        scope = trio.CancelScope()
+
+        async def run(
+            server: ClientServer = server,
+            scope: trio.CancelScope = scope,
+            task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+        ) -> None:
+            with scope:
+                await server.serve(task_status=task_status)
+
+        await nursery.start(run)
+        fakes[name], scopes[name] = fake, scope
+        replicas.append(ReplicaConfig(name, "127.0.0.1:1", server.listen, f"d/{name}"))
+    return group, fakes, scopes, MarketConfig("M", "1", "1", tuple(replicas))
+
+
+async def test_submit_follows_redirect_and_is_applied_once() -> None:
+    async with trio.open_nursery() as nursery:
+        group, _, _, market = await start_group(nursery, ["r1", "r2", "r3"])
+        group.leader = "r3"
+        async with ShardClient(market, "c1") as client:
+            client.leader = "r1"
+            results = []
+            async with trio.open_nursery() as inner:
+                for i in range(50):
+
+                    async def one(i: int = i) -> None:
+                        results.append(await client.submit({"n": i}))
+
+                    inner.start_soon(one)
+            assert client.leader == "r3"
+            assert sorted(r.seq for r in results) == list(range(1, 51))
+            assert group.applications == 50
+            assert client._ack_below() == 51  # everything answered
+            query = await client.query({"type": "book"})
+            assert query.seq == 50
+        nursery.cancel_scope.cancel()
+
+
+async def test_retry_after_lost_reply_keeps_idempotency() -> None:
+    async with trio.open_nursery() as nursery:
+        group, fakes, scopes, market = await start_group(nursery, ["r1", "r2"])
+        async with ShardClient(market, "c1", retry_for=3.0) as client:
+            fakes["r1"].withhold_replies = True
+
+            async def fail_over() -> None:
+                while group.applications == 0:
+                    await trio.sleep(0.001)
+                group.leader = "r2"
+                scopes["r1"].cancel()  # the leader dies without answering
+
+            nursery.start_soon(fail_over)
+            result = await client.submit({"n": 1})
+            assert result.seq == 1
+            assert group.applications == 1  # the retry found the remembered result
+            assert client.leader == "r2"
+        nursery.cancel_scope.cancel()
+
+
+async def test_unavailable_after_retry_budget() -> None:
+    market = MarketConfig(
+        "M", "1", "1", (ReplicaConfig("r1", "127.0.0.1:1", f"127.0.0.1:{free_port()}", "d"),)
+    )
+    async with ShardClient(market, "c1", retry_for=0.2) as client:
+        with pytest.raises(Unavailable):
+            await client.submit({"n": 1})
+        statuses = await client.status()
+        assert [(s.name, s.reachable) for s in statuses] == [("r1", False)]
+
+
+async def test_status_marks_unreachable() -> None:
+    async with trio.open_nursery() as nursery:
+        _, _, scopes, market = await start_group(nursery, ["r1", "r2", "r3"])
+        scopes["r2"].cancel()
+        async with ShardClient(market) as client:
+            with trio.fail_after(5):
+                while True:
+                    statuses = await client.status()
+                    if not statuses[1].reachable:
+                        break
+            assert [s.reachable for s in statuses] == [True, False, True]
+            assert statuses[0].role == "leader" and statuses[2].leader == "r1"
+        nursery.cancel_scope.cancel()
+
+
+async def test_subscribe_resumes_on_another_replica_and_reports_gone() -> None:
+    async with trio.open_nursery() as nursery:
+        group, _, scopes, market = await start_group(nursery, ["r1", "r2", "r3"], keep=5)
+        async with ShardClient(market, "c1") as client:
+            for i in range(3):
+                await client.submit({"n": i})
+            seen: list[int] = []
+            async with client.subscribe(from_seq=2) as items:
+                assert items.replicas[-1][0] == "r1"  # the leader is the last choice
+                async for item in items:
+                    seen.append(item.seq)
+                    if item.seq == 3:
+                        assert items.replica is not None
+                        scopes[items.replica].cancel()
+                        if items.replica == "r1":
+                            group.leader = "r2"
+                        await client.submit({"n": 3})
+                    if item.seq == 4:
+                        break
+            assert seen == [2, 3, 4]
+            for i in range(10):
+                await client.submit({"n": i})
+            with pytest.raises(SubscriptionGone):
+                async with client.subscribe(from_seq=1) as items:
+                    await items.__anext__()
+        nursery.cancel_scope.cancel()
+
+
+async def test_bad_frames_and_requests() -> None:
+    async with trio.open_nursery() as nursery:
+        _, _, _, market = await start_group(nursery, ["r1"])
+        host, port = market.replicas[0].client.split(":")
+        stream = await trio.open_tcp_stream(host, int(port))
+        await stream.send_all(encode_frame({"t": "submit", "rid": 7, "client": 1}))
+        await stream.send_all(encode_frame(["not a map"]))
+        decoder = FrameDecoder()
+        replies: deque[Any] = deque()
+        with trio.fail_after(5):
+            while len(replies) < 2:
+                decoder.feed(await stream.receive_some(1024))
+                replies.extend(decoder.messages())
+        assert replies[0]["rid"] == 7 and replies[0]["code"] == "bad_request"
+        assert replies[1]["code"] == "bad_request"
+        await stream.send_all(b"\xff\xff\xff\xff")  # absurd frame length: closed
+        with trio.fail_after(5):
+            assert await stream.receive_some(1024) == b""
+        await stream.aclose()
+        async with ShardClient(market) as client:  # the server itself is fine
+            assert (await client.submit({"n": 1})).seq == 1
+            with pytest.raises(BadRequest):
+                await client.admin("explode")
+            assert (await client.admin("snapshot"))["done"] == "snapshot"
+        nursery.cancel_scope.cancel()

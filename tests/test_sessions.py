@@ -1,0 +1,64 @@
+"""The client session table: dedup, acknowledgement, deterministic bounds."""
+
+from __future__ import annotations
+
+from shard.sessions import SessionTable, Verdict
+
+
+def test_new_then_duplicate_returns_the_remembered_result() -> None:
+    t = SessionTable()
+    assert t.check("c1", 1, 1, index=5) is Verdict.NEW
+    t.record("c1", 1, ["r1"])
+    assert t.check("c1", 1, 1, index=9) is Verdict.DUPLICATE
+    assert t.result("c1", 1) == ["r1"]
+
+
+def test_ack_below_forgets_results_and_expires_late_retries() -> None:
+    t = SessionTable()
+    for req in (1, 2, 3):
+        assert t.check("c", req, 1, index=req) is Verdict.NEW
+        t.record("c", req, req * 10)
+    assert t.check("c", 4, 3, index=4) is Verdict.NEW  # acknowledges 1 and 2
+    assert sorted(t.sessions["c"].results) == [3]
+    assert t.check("c", 1, 3, index=5) is Verdict.EXPIRED
+    assert t.check("c", 3, 3, index=6) is Verdict.DUPLICATE
+
+
+def test_result_cap_counts_the_oldest_as_acknowledged() -> None:
+    t = SessionTable(max_results=2)
+    for req in (1, 2, 3):
+        t.check("c", req, 0, index=req)
+        t.record("c", req, req)
+    assert sorted(t.sessions["c"].results) == [2, 3]
+    assert t.check("c", 1, 0, index=9) is Verdict.EXPIRED
+
+
+def test_eviction_is_least_recently_active_by_log_index() -> None:
+    t = SessionTable(max_clients=2)
+    t.check("a", 1, 1, index=1)
+    t.check("b", 1, 1, index=2)
+    t.check("a", 2, 1, index=3)  # a is now more recent than b
+    t.check("c", 1, 1, index=4)
+    assert sorted(t.sessions) == ["a", "c"]
+
+
+def test_eviction_ties_break_by_client_id_and_replicas_agree() -> None:
+    def build(order: list[str]) -> SessionTable:
+        t = SessionTable(max_clients=2)
+        for c in order:
+            t.check(c, 1, 1, index=7)  # all in one log entry
+        return t
+
+    assert build(["x", "y", "z"]).to_plain() == build(["x", "y", "z"]).to_plain()
+    assert sorted(build(["x", "y", "z"]).sessions) == ["y", "z"]
+
+
+def test_plain_form_round_trips_and_is_canonical() -> None:
+    t = SessionTable()
+    for c, req in (("b", 1), ("a", 2), ("a", 3)):
+        t.check(c, req, 0, index=req)
+        t.record(c, req, [c, req])
+    u = SessionTable()
+    u.load_plain(t.to_plain())
+    assert u.to_plain() == t.to_plain()
+    assert [row[0] for row in t.to_plain()] == ["a", "b"]
