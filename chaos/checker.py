@@ -312,6 +312,23 @@ def check_replica_logs(market: str, logs: Mapping[str, CommittedLog]) -> list[Vi
     return out
 
 
+def check_checkpoints(
+    market: str, checkpoints: Mapping[str, tuple[int, int, str]]
+) -> list[Violation]:
+    """Replicas that checkpointed at the same log index have the same state digest.
+
+    ``checkpoints``: replica -> (log index, seq, digest), e.g. from ``admin snapshot``.
+    """
+    by_index: dict[int, dict[str, str]] = defaultdict(dict)
+    for name, (index, _seq, digest) in checkpoints.items():
+        by_index[index][name] = digest
+    return [
+        Violation("divergence", market, f"state digests differ at log index {index}: {digests}")
+        for index, digests in sorted(by_index.items())
+        if len(set(digests.values())) > 1
+    ]
+
+
 def check_replay(
     ops: Sequence[Operation],
     logs: Mapping[str, CommittedLog],

@@ -34,18 +34,18 @@ log = get_logger("chaos.collect")
 
 
 async def settle(cluster: ChaosCluster, timeout: float = 30.0) -> dict[str, list[NodeStatus]]:
-    """Wait until every replica of every market reports the same applied seq twice in a row.
+    """Wait until every replica of every market reports the same applied seq and index twice.
 
     Returns the last statuses seen (also when the timeout expires first).
     """
     statuses: dict[str, list[NodeStatus]] = {}
     with trio.move_on_after(timeout):
         for market in cluster.config.markets:
-            previous: int | None = None
+            previous: tuple[int, int] | None = None
             while True:
                 nodes = await cluster.status(market.name)
                 statuses[market.name] = nodes
-                seqs = {n.applied_seq for n in nodes if n.reachable}
+                seqs = {(n.applied_seq, n.applied_index) for n in nodes if n.reachable}
                 if all(n.reachable for n in nodes) and len(seqs) == 1:
                     (seq,) = seqs
                     if seq == previous:

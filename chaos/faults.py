@@ -101,8 +101,8 @@ async def _wait_new_leader(cluster: ChaosCluster, market: str, old: str) -> int 
     begin = time.monotonic_ns()
     with trio.move_on_after(_FAILOVER_LIMIT_S):
         while True:
-            leader = await cluster.leader(market)
-            if leader is not None and leader != old:
+            leader = await cluster.leader(market, skip=old)
+            if leader is not None:
                 return time.monotonic_ns() - begin
             await trio.sleep(0.02)
     return None
@@ -129,7 +129,7 @@ async def _restart(cluster: ChaosCluster, name: str, errors: list[str]) -> None:
         await cluster.start(name)
     except (RuntimeError, trio.TooSlowError) as exc:
         errors.append(f"{name} did not restart: {exc}")
-        log.error("restart failed", process=name, error=str(exc))
+        log.error("restart failed", proc=name, error=str(exc))
 
 
 async def inject(cluster: ChaosCluster, fault: PlannedFault, history: History) -> None:

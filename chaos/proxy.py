@@ -17,6 +17,8 @@ whole frames again.
 from __future__ import annotations
 
 import math
+import socket
+import struct
 from collections.abc import Iterable
 
 import attrs
@@ -119,8 +121,9 @@ class LinkProxy:
                     try:
                         upstream = await trio.open_tcp_stream(*self.upstream)
                     except OSError as exc:
-                        # the replica is down: the dialler sees its connection close
+                        # the replica is down: the dialler sees a reset, as for a refused connect
                         log.debug("upstream refused", link=self.name, error=repr(exc))
+                        _abort_on_close(downstream)
                         return
                     async with upstream, trio.open_nursery() as nursery:
                         cancel = nursery.cancel_scope
@@ -128,6 +131,9 @@ class LinkProxy:
                         nursery.start_soon(self._pump, upstream, downstream, False, cancel)
             finally:
                 self._live.discard(scope)
+                if scope.cancel_called:
+                    # cut by a policy change: both ends see a reset, as when a link breaks
+                    _abort_on_close(downstream)
 
     def _policy(self, forward: bool) -> DirectionPolicy:
         return self.forward if forward else self.backward
@@ -174,6 +180,14 @@ class LinkProxy:
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 log.debug("link write ended", link=self.name, error=repr(exc))
                 connection.cancel()
+
+
+def _abort_on_close(stream: trio.SocketStream) -> None:
+    """Make closing ``stream`` send a TCP reset instead of an orderly end of stream."""
+    try:
+        stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except (OSError, trio.ClosedResourceError) as exc:
+        log.debug("cannot set SO_LINGER", error=repr(exc))
 
 
 @attrs.frozen

@@ -25,6 +25,7 @@ from chaos.checker import (
     CommittedLog,
     Violation,
     check_all,
+    check_checkpoints,
     check_replica_logs,
 )
 from chaos.collect import fetch_events, merge_logs, read_offline, settle
@@ -118,6 +119,38 @@ def _collect_offline(
     return offline, problems
 
 
+async def _restart_and_compare(
+    cluster: ChaosCluster, live: dict[str, dict[str, CommittedLog]]
+) -> list[Violation]:
+    """Restart every replica from disk; each must come back with everything it had applied,
+    and replicas at the same log index must have the same state digest."""
+    out: list[Violation] = []
+    async with trio.open_nursery() as nursery:
+        for market in cluster.config.markets:
+            for name in cluster.replicas(market.name):
+                nursery.start_soon(cluster.start, name)
+    await cluster.wait_leaders()
+    statuses = await settle(cluster)
+    for market in cluster.config.markets:
+        before = max((log.last_seq for log in live[market.name].values()), default=0)
+        for status in statuses[market.name]:
+            if status.applied_seq < before:
+                out.append(
+                    Violation(
+                        "lost_after_restart",
+                        market.name,
+                        f"{status.name} came back at seq {status.applied_seq}, "
+                        f"the group had applied {before}",
+                    )
+                )
+        checkpoints = {
+            name: await cluster.checkpoint(name) for name in cluster.replicas(market.name)
+        }
+        out += check_checkpoints(market.name, checkpoints)
+    await cluster.stop_all()
+    return out
+
+
 def _best(logs: dict[str, CommittedLog]) -> CommittedLog | None:
     """The copy with commands that starts earliest and reaches furthest."""
     usable = [log for log in logs.values() if log.entries]
@@ -168,15 +201,17 @@ async def run_chaos(settings: ChaosSettings, progress: Progress) -> ChaosResult:
         statuses = await settle(cluster)
         live, problems = await _collect_live(cluster, statuses)
         notes += problems
-        crashed = cluster.exit_codes()
+        for name, codes in cluster.exit_codes().items():
+            violations.append(Violation("crash", None, f"{name} exited by itself: codes {codes}"))
         await cluster.stop_all()
-    for name, code in crashed.items():
-        violations.append(Violation("crash", None, f"{name} exited by itself with code {code}"))
+        progress("reading every replica's data directory")
+        offline, problems = _collect_offline(cluster, live)
+        notes += problems
+        progress("restarting the replicas: nothing acknowledged may be lost")
+        violations += await _restart_and_compare(cluster, live)
     for fault in history.faults:
         if fault.error:
             violations.append(Violation("recovery", fault.market, fault.error))
-    offline, problems = _collect_offline(cluster, live)
-    notes += problems
     logs: dict[str, CommittedLog] = {}
     for market in live:
         violations += check_replica_logs(market, {**live[market], **offline[market]})

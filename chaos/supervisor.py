@@ -39,7 +39,7 @@ from shard.storage.segments import HEADER_SIZE, list_segments
 
 log = get_logger("chaos.supervisor")
 
-_STOP_GRACE_S = 5.0
+_STOP_GRACE_S = 15.0  # a loaded 2-core machine can take seconds to tear 8 processes down
 
 
 def clob_command() -> list[str]:
@@ -60,6 +60,15 @@ class ManagedProcess:
     process: trio.Process | None = None
     paused: bool = False
     starts: int = 0
+    stopping: bool = False  # we killed or stopped it: its exit is expected
+    crashes: list[int] = attrs.field(factory=list)  # exit codes of exits we did not cause
+
+    def note_exit(self) -> None:
+        """Remember an exit we did not cause (before the process object is replaced)."""
+        if self.process is not None and self.process.returncode is not None:
+            if not self.stopping:
+                self.crashes.append(self.process.returncode)
+            self.process = None
 
     @property
     def running(self) -> bool:
@@ -83,6 +92,8 @@ class ChaosCluster:
         self.processes = processes
         self.api_keys = api_keys
         self._clients = {m.name: ShardClient(m, retry_for=2.0) for m in cluster.markets}
+        # status clients that skip one replica (a paused one would slow every poll)
+        self._without: dict[str, ShardClient] = {}
 
     # -- lookups -------------------------------------------------------------------------------
 
@@ -110,6 +121,8 @@ class ChaosCluster:
         """Start (or restart) a process; returns once it accepts TCP connections."""
         managed = self.processes[name]
         assert not managed.running, f"{name} is already running"
+        managed.note_exit()
+        managed.stopping = False
         managed.log_path.parent.mkdir(parents=True, exist_ok=True)
         with managed.log_path.open("ab") as out:
             managed.process = await trio.lowlevel.open_process(
@@ -117,10 +130,10 @@ class ChaosCluster:
             )
         managed.paused = False
         managed.starts += 1
-        log.info("started", process=name, pid=managed.process.pid, starts=managed.starts)
+        log.info("started", proc=name, pid=managed.process.pid, starts=managed.starts)
         await self._wait_listening(name)
 
-    async def _wait_listening(self, name: str, timeout: float = 30.0) -> None:
+    async def _wait_listening(self, name: str, timeout: float = 120.0) -> None:
         managed = self.processes[name]
         found = self.config.replica(name)
         if found is not None:
@@ -145,10 +158,11 @@ class ChaosCluster:
         managed = self.processes[name]
         if managed.process is None or not managed.running:
             return
+        managed.stopping = True
         managed.process.send_signal(signal.SIGKILL)
         await managed.process.wait()
         managed.paused = False
-        log.info("killed", process=name)
+        log.info("killed", proc=name)
 
     def pause(self, name: str) -> None:
         """SIGSTOP: the process is frozen (its sockets stay open, as with a long GC pause)."""
@@ -169,12 +183,13 @@ class ChaosCluster:
         process = managed.process
         if process is None or not managed.running:
             return
+        managed.stopping = True
         self.resume(name)
         process.send_signal(signal.SIGTERM)
         with trio.move_on_after(_STOP_GRACE_S):
             await process.wait()
             return
-        log.warning("did not stop in time; killing", process=name)
+        log.warning("did not stop in time; killing", proc=name)
         await self.kill(name)
 
     async def start_all(self) -> None:
@@ -189,16 +204,15 @@ class ChaosCluster:
         async with trio.open_nursery() as nursery:
             for name in self.processes:
                 nursery.start_soon(self.stop, name)
-        for client in self._clients.values():
+        for client in [*self._clients.values(), *self._without.values()]:
             await client.aclose()
 
-    def exit_codes(self) -> dict[str, int | None]:
-        """Processes that exited on their own (not killed by us): name -> exit code."""
-        return {
-            name: m.process.returncode
-            for name, m in self.processes.items()
-            if m.process is not None and m.process.returncode not in (None, -signal.SIGKILL)
-        }
+    def exit_codes(self) -> dict[str, list[int]]:
+        """Processes that exited by themselves (not killed or stopped by us): their exit codes."""
+        for managed in self.processes.values():
+            if not managed.running:
+                managed.note_exit()
+        return {name: m.crashes for name, m in self.processes.items() if m.crashes}
 
     # -- storage faults ------------------------------------------------------------------------
 
@@ -225,14 +239,30 @@ class ChaosCluster:
     async def status(self, market: str) -> list[NodeStatus]:
         return await self._clients[market].status()
 
-    async def leader(self, market: str) -> str | None:
-        """The leader with the highest term among the reachable replicas, if any."""
-        leaders = [s for s in await self.status(market) if s.reachable and s.role == "leader"]
+    async def checkpoint(self, name: str) -> tuple[int, int, str]:
+        """Ask one replica to snapshot now: (log index, seq, state digest)."""
+        market = self.market_of(name).name
+        reply = await self._clients[market].admin_on(name, "snapshot")
+        return int(reply["index"]), int(reply["seq"]), str(reply["digest"])
+
+    async def leader(self, market: str, *, skip: str | None = None) -> str | None:
+        """The leader with the highest term among the reachable replicas (but ``skip``)."""
+        if skip is None:
+            statuses = await self.status(market)
+        else:
+            client = self._without.get(skip)
+            if client is None:
+                config = self.market_of(skip)
+                others = tuple(r for r in config.replicas if r.name != skip)
+                client = ShardClient(attrs.evolve(config, replicas=others), retry_for=1.0)
+                self._without[skip] = client
+            statuses = await client.status()
+        leaders = [s for s in statuses if s.reachable and s.role == "leader"]
         if not leaders:
             return None
         return max(leaders, key=lambda s: s.term).name
 
-    async def wait_leaders(self, timeout: float = 30.0) -> None:
+    async def wait_leaders(self, timeout: float = 60.0) -> None:
         with trio.fail_after(timeout):
             for market in self.config.markets:
                 while await self.leader(market.name) is None:

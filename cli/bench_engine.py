@@ -176,6 +176,8 @@ def bench_engine(
     histogram = _latency(setup, mixed)
     result: dict[str, Any] = {
         "cpu_count": os.cpu_count(),
+        # other processes on the machine skew every figure; show how busy it was
+        "load_avg_1m": round(os.getloadavg()[0], 2),
         "seed": seed,
         "commands": len(mixed),
         "mix": {k: round(v / len(mixed), 3) for k, v in sorted(kinds.items())},
@@ -203,7 +205,8 @@ def bench_engine(
     if as_json:
         typer.echo(orjson.dumps(result).decode())
         return
-    typer.echo(f"cores (os.cpu_count): {result['cpu_count']}")
+    typer.echo(f"cores (os.cpu_count): {result['cpu_count']}  "
+               f"load average (1 min): {result['load_avg_1m']}")  # fmt: skip
     typer.echo(f"commands: {result['commands']:,}  mix: {result['mix']}")
     typer.echo(f"throughput: {result['commands_per_s']:,} commands/s, "
                f"{result['events_per_s']:,} events/s")  # fmt: skip

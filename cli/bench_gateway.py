@@ -73,9 +73,13 @@ def _parse_scenarios(text: str) -> list[Scenario]:
 @bench_app.command("gateway")
 def bench_gateway(
     duration: float = typer.Option(5.0, help="Seconds of each measurement."),
-    connections: int = typer.Option(16, help="Client connections (one user each)."),
-    window: int = typer.Option(4, help="Orders in flight per connection (throughput)."),
-    rate: float = typer.Option(500.0, help="Total orders/s of the latency measurement."),
+    connections: int = typer.Option(32, help="Client connections (one user each)."),
+    window: int = typer.Option(
+        1,
+        help="Orders in flight per connection (throughput); a connection's orders to one "
+        "market are applied one after another, so more than 1 helps only across markets.",
+    ),
+    rate: float = typer.Option(100.0, help="Total orders/s of the latency measurement."),
     scenarios: str = typer.Option("1x1,1x2,2x1,2x2", help="GATEWAYSxMARKETS, comma-separated."),
     durability: str = typer.Option("none", help="Replica durability: none or fsync."),
     local_engine: bool = typer.Option(False, help="Gateways on in-process engines, no replicas."),

@@ -14,6 +14,7 @@ from cli.apps import app
 from config.load import ConfigError, load_config
 from config.schema import ClusterConfig
 from gateway.assembly import run_gateway
+from gateway.settings import GatewaySettings
 from shard.observability import configure_logging
 
 DEFAULT_CONFIG = "config/local.toml"
@@ -42,20 +43,31 @@ def gateway(
     local_engine: bool = typer.Option(
         False, help="Serve in-process engines instead of the replica groups (dev/demo)."
     ),
+    request_timeout: float = typer.Option(
+        GatewaySettings().request_timeout_seconds,
+        help="Seconds a command may take before the client gets `timeout`.",
+    ),
     log_level: str = typer.Option("INFO", help="Log level."),
     json_logs: bool = typer.Option(False, "--json-logs", help="Log one JSON object per line."),
 ) -> None:
     """Serve the client WebSocket API for every market of the cluster."""
     configure_logging(log_level, json=json_logs)
     cluster = load_cluster(config)
-    trio.run(_serve, cluster, name, local_engine)  # until SIGTERM or Ctrl-C
+    settings = GatewaySettings(request_timeout_seconds=request_timeout)
+    trio.run(_serve, cluster, name, local_engine, settings)  # until SIGTERM or Ctrl-C
 
 
-async def _serve(cluster: ClusterConfig, name: str, local_engine: bool) -> None:
+async def _serve(
+    cluster: ClusterConfig, name: str, local_engine: bool, settings: GatewaySettings
+) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             try:
-                await nursery.start(partial(run_gateway, cluster, name, local_engine=local_engine))
+                await nursery.start(
+                    partial(
+                        run_gateway, cluster, name, local_engine=local_engine, settings=settings
+                    )
+                )
             except ValueError as exc:
                 raise typer.BadParameter(str(exc), param_hint="--name") from exc
             async for _ in signals:

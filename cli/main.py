@@ -7,7 +7,22 @@ import importlib
 from cli.apps import app
 
 # Each module registers its commands on the apps of cli.apps when imported.
-COMMAND_MODULES: tuple[str, ...] = ("cli.replay", "cli.bench_engine", "cli.bench_storage", "cli.chaos", "cli.sim", "cli.gateway", "cli.keys", "cli.client", "cli.up", "cli.bench_gateway")
+COMMAND_MODULES: tuple[str, ...] = (
+    "cli.replay",
+    "cli.bench_engine",
+    "cli.bench_storage",
+    "cli.chaos",
+    "cli.sim",
+    "cli.gateway",
+    "cli.keys",
+    "cli.client",
+    "cli.up",
+    "cli.bench_gateway",
+    "cli.node",
+    "cli.admin",
+    "cli.bench_shard",
+    "cli.bench_consensus",
+)
 
 
 def main() -> None:

@@ -273,19 +273,23 @@ class Market:
                 traded = remaining if remaining < maker_qty else maker_qty
                 trade_id = self.next_trade_id
                 self.next_trade_id = trade_id + 1
-                fill = Fill(
-                    seq,
-                    name,
-                    trade_id,
-                    best,
-                    traded,
-                    taker_id,
-                    maker.order_id,
-                    user,
-                    maker.user,
-                    taker_side,
-                    client_order_id,
-                    maker.client_order_id,
+                maker_user = maker.user
+                fill: Fill = _new(
+                    Fill,
+                    (
+                        seq,
+                        name,
+                        trade_id,
+                        best,
+                        traded,
+                        taker_id,
+                        maker.order_id,
+                        user,
+                        maker_user,
+                        taker_side,
+                        client_order_id,
+                        maker.client_order_id,
+                    ),
                 )
                 out.append(fill)
                 history = user_fills.get(user)
@@ -293,9 +297,9 @@ class Market:
                     user_fills[user] = [fill]
                 else:
                     history.append(fill)
-                history = user_fills.get(maker.user)
+                history = user_fills.get(maker_user)
                 if history is None:
-                    user_fills[maker.user] = [fill]
+                    user_fills[maker_user] = [fill]
                 else:
                     history.append(fill)
                 level.total -= traded

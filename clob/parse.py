@@ -15,7 +15,7 @@ command on the hot path and avoid building an intermediate object.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal, overload
 
 from clob.decimals import is_decimal
 from clob.events import (
@@ -67,13 +67,6 @@ def optional_market_field(cmd: Command) -> str | None:
     return market
 
 
-def client_order_id_field(cmd: Command) -> str | None:
-    coid = cmd.get("client_order_id")
-    if coid is not None and (type(coid) is not str or len(coid) > MAX_CLIENT_ORDER_ID_CHARS):
-        raise bad("'client_order_id' must be a string of at most 64 characters")
-    return coid
-
-
 def decimal_field(cmd: Command, key: str, required: bool) -> str | None:
     value = cmd.get(key)
     if value is None:
@@ -92,34 +85,11 @@ def int_field(cmd: Command, key: str) -> int | None:
     return value
 
 
-def order_ref_fields(cmd: Command) -> tuple[int | None, str | None]:
-    """``order_id`` or ``client_order_id``: exactly one of them."""
-    order_id = int_field(cmd, "order_id")
-    coid = client_order_id_field(cmd)
-    if (order_id is None) == (coid is None):
-        raise bad("give exactly one of 'order_id' and 'client_order_id'")
-    return order_id, coid
-
-
 def lookup(markets: dict[str, Market], name: str) -> Market:
     market = markets.get(name)
     if market is None:
         raise Reject(UNKNOWN_MARKET, f"market {name!r} does not exist")
     return market
-
-
-def lots(market: Market, text: str) -> int:
-    steps = market.lot.steps_of(text)
-    if not steps:
-        raise Reject(INVALID_QTY, f"qty must be a positive multiple of {market.lot.text}")
-    return steps
-
-
-def ticks(market: Market, text: str) -> int:
-    steps = market.tick.steps_of(text)
-    if not steps:
-        raise Reject(INVALID_PRICE, f"price must be a positive multiple of {market.tick.text}")
-    return steps
 
 
 # ---------------------------------------------------------------- commands
@@ -232,12 +202,26 @@ def parse_new_order(cmd: Command, markets: dict[str, Market]) -> NewOrderArgs:
     return market, user, coid, is_buy, price, qty, tif, post_only, stp
 
 
+@overload
 def parse_cancel(
     cmd: Command, markets: dict[str, Market]
-) -> tuple[Market, str, int | None, str | None]:
+) -> tuple[Market, str, int | None, str | None]: ...
+
+
+@overload
+def parse_cancel(
+    cmd: Command, markets: dict[str, Market], check_market: Literal[False]
+) -> tuple[Market | None, str, int | None, str | None]: ...
+
+
+def parse_cancel(
+    cmd: Command, markets: dict[str, Market], check_market: bool = True
+) -> tuple[Market | None, str, int | None, str | None]:
     """``(market, user, order_id, client_order_id)``; exactly one id is set.
 
-    Inlined field checks (this runs for a large share of all commands).
+    Inlined field checks (this runs for a large share of all commands). With
+    ``check_market`` False an unknown market is returned as None, for callers
+    that have more ``bad_command`` checks to make first.
     """
     get = cmd.get
     name = get("market")
@@ -258,7 +242,7 @@ def parse_cancel(
     elif type(coid) is not str or len(coid) > MAX_CLIENT_ORDER_ID_CHARS:
         raise bad("'client_order_id' must be a string of at most 64 characters")
     market = markets.get(name)
-    if market is None:
+    if market is None and check_market:
         raise Reject(UNKNOWN_MARKET, f"market {name!r} does not exist")
     return market, user, order_id, coid
 
@@ -267,16 +251,39 @@ def parse_amend(
     cmd: Command, markets: dict[str, Market]
 ) -> tuple[Market, str, int | None, str | None, int | None, int | None]:
     """``(market, user, order_id, client_order_id, price|None, qty|None)``."""
-    name = market_field(cmd)
-    user = user_field(cmd)
-    order_id, coid = order_ref_fields(cmd)
-    price_text = decimal_field(cmd, "price", False)
-    qty_text = decimal_field(cmd, "qty", False)
+    market, user, order_id, coid = parse_cancel(cmd, markets, check_market=False)
+    price_text = cmd.get("price")
+    qty_text = cmd.get("qty")
     if price_text is None and qty_text is None:
         raise bad("an amend needs 'price', 'qty' or both")
-    market = lookup(markets, name)
-    qty = None if qty_text is None else lots(market, qty_text)
-    price = None if price_text is None else ticks(market, price_text)
+    # a string in the market's conversion cache is a known well-formed decimal
+    qty = price = None
+    if qty_text is not None:
+        if type(qty_text) is not str:
+            raise bad("'qty' must be a decimal number in a string")
+        if market is not None:
+            qty = market.lot.known.get(qty_text)
+        if qty is None and not is_decimal(qty_text):
+            raise bad("'qty' must be a decimal number in a string")
+    if price_text is not None:
+        if type(price_text) is not str:
+            raise bad("'price' must be a decimal number in a string")
+        if market is not None:
+            price = market.tick.known.get(price_text)
+        if price is None and not is_decimal(price_text):
+            raise bad("'price' must be a decimal number in a string")
+    if market is None:
+        raise Reject(UNKNOWN_MARKET, f"market {cmd['market']!r} does not exist")
+    if qty_text is not None:
+        if qty is None:
+            qty = market.lot.steps_of(qty_text)
+        if not qty:
+            raise Reject(INVALID_QTY, f"qty must be a positive multiple of {market.lot.text}")
+    if price_text is not None:
+        if price is None:
+            price = market.tick.steps_of(price_text)
+        if not price:
+            raise Reject(INVALID_PRICE, f"price must be a positive multiple of {market.tick.text}")
     return market, user, order_id, coid, price, qty
 
 

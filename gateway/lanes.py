@@ -60,16 +60,19 @@ class Job:
         if error is not None:
             self.errors[market.name] = error
         if len(self.results) + len(self.errors) == len(self.commands):
-            self._finish()
+            self._finish(log)
 
-    def _finish(self) -> None:
-        if self.errors:
-            first = self.errors[min(self.errors)]
-            self.reply(reply_error(self.request_id, first))
-            code: str = first.code
-        else:
-            self.reply(reply_ok(self.request_id, self._result()))
-            code = "ok"
+    def _finish(self, log: StructuredLogger) -> None:
+        error = self.errors[min(self.errors)] if self.errors else None
+        if error is None:
+            try:
+                self.reply(reply_ok(self.request_id, self._result()))
+            except Exception as exc:  # a malformed backend result: a bug, never the client's
+                log.error("cannot build a reply", op=self.op, exc_info=exc)
+                error = GatewayError("internal", "Internal error.")
+        if error is not None:
+            self.reply(reply_error(self.request_id, error))
+        code: str = "ok" if error is None else error.code
         metrics.REQUESTS.labels(self.op, code).inc()
         metrics.LATENCY.labels(self.op).observe(trio.current_time() - self.started)
 

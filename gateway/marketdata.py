@@ -148,6 +148,9 @@ class MarketFeed:
                 need_book = True
             except (ShardError, OSError, trio.BrokenResourceError) as exc:
                 self._log.warning("upstream subscription failed", seq=self.seq, error=repr(exc))
+            except Exception as exc:  # a bug or a malformed item: never take the gateway down
+                self._log.error("feed failed; reloading the book", seq=self.seq, exc_info=exc)
+                need_book = True
             await trio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
 

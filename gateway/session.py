@@ -101,6 +101,7 @@ class Session:
                 await self._read_loop()
                 nursery.cancel_scope.cancel()
         finally:
+            self._nursery = None  # nothing may be started in it any more
             for feed in self.gw.feeds.values():
                 feed.remove_all(self)
         with trio.move_on_after(self.settings.slow_consumer_grace_seconds):
@@ -194,6 +195,9 @@ class Session:
             self._dispatch(request, started)
         except GatewayError as exc:
             self._answer_error(request.id, request.op, exc)
+        except Exception as exc:  # a bug: answer, log loudly, keep the connection
+            self.log.error("request failed", op=request.op, exc_info=exc)
+            self._answer_error(request.id, request.op, GatewayError("internal", "Internal error."))
 
     def _answer_error(self, request_id: Any, op: str, error: GatewayError) -> None:
         metrics.REQUESTS.labels(op, error.code).inc()
@@ -303,6 +307,8 @@ class Session:
                 raise GatewayError(
                     "unauthenticated", "The user channel needs an authenticated connection."
                 )
+            if channel.user is not None and channel.user != self.user:
+                raise GatewayError("forbidden", "Only your own user channel can be subscribed.")
             if channel.market is not None:
                 self.gw.router.resolve(channel.market)
 

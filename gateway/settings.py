@@ -11,7 +11,7 @@ import attrs
 # A frame above MAX_FRAME_BYTES is answered with ``too_large``; one above
 # HARD_FRAME_BYTES is not even buffered: the socket is closed with code 1009.
 MAX_FRAME_BYTES = 64 * 1024
-HARD_FRAME_BYTES = 4 * 1024 * 1024
+HARD_FRAME_BYTES = 16 * 1024 * 1024
 
 
 @attrs.frozen

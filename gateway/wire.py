@@ -115,6 +115,7 @@ class Channel:
 
     name: ChannelName
     market: str | None = None
+    user: str | None = None  # tolerated on "user" when it names the caller
 
 
 @attrs.frozen
@@ -306,6 +307,8 @@ def _check(body: Body) -> None:
         for channel in body.channels:
             if channel.name != "user" and channel.market is None:
                 raise ValueError(f"the {channel.name} channel needs a market")
+            if channel.name != "user" and channel.user is not None:
+                raise ValueError(f"the {channel.name} channel is public: it takes no user")
 
 
 def engine_command(body: NewOrder | Cancel | Amend | CancelAll, user: str) -> dict[str, Any]:

@@ -79,3 +79,21 @@ async def call(ws: WebSocketConnection, doc: dict[str, Any]) -> dict[str, Any]:
         message = await recv(ws)
         if "channel" not in message:
             return message
+
+
+async def settle(harness: Harness) -> None:
+    """Until every market feed has applied everything its backend applied."""
+    with trio.fail_after(10):
+        while any(harness.context.feeds[m].seq < b.seq for m, b in harness.backends.items()):
+            await trio.sleep(0.01)
+
+
+async def until_barrier(ws: WebSocketConnection) -> list[dict[str, Any]]:
+    """Every message that arrives before the reply to a ping sent now (queued ahead of it)."""
+    await send(ws, {"op": "ping", "id": "barrier"})
+    got = []
+    while True:
+        message = await recv(ws)
+        if message.get("id") == "barrier":
+            return got
+        got.append(message)

@@ -12,6 +12,7 @@ from chaos.checker import (
     CommittedLog,
     check_acknowledged,
     check_all,
+    check_checkpoints,
     check_no_duplicates,
     check_queries,
     check_realtime,
@@ -343,3 +344,11 @@ def test_replica_logs_that_disagree_are_caught() -> None:
     found = check_replica_logs(M, {"r1": log, "r2": copy, "r3": forked})
     assert [v.kind for v in found] == ["divergence", "divergence"]
     assert all("seq 5" in v.message for v in found)
+
+
+def test_checkpoint_digests_that_differ_are_caught() -> None:
+    same = {"r1": (40, 17, "ab"), "r2": (40, 17, "ab"), "r3": (41, 17, "cd")}
+    assert check_checkpoints(M, same) == []  # r3 is at another index: not comparable
+    forked = {**same, "r2": (40, 17, "ef")}
+    found = check_checkpoints(M, forked)
+    assert [v.kind for v in found] == ["divergence"] and "index 40" in found[0].message

@@ -18,7 +18,7 @@ async def test_short_chaos_run_finds_no_violation(tmp_path: Path) -> None:
     settings = ChaosSettings(seed=3, seconds=35, clients=4, kinds=KINDS, root=tmp_path / "run")
     result = await run_chaos(settings, lines.append)
     assert result.violations == (), result.report
-    assert result.operations > 100, result.report
+    assert result.operations > 30, result.report
     report = result.report
     assert "faults injected" in report and "violations: none" in report
     # the faults really happened and the system came back from them

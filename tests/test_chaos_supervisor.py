@@ -66,9 +66,16 @@ async def test_start_pause_kill_restart_stop(tmp_path: Path) -> None:
         await cluster.kill(name)
         assert not cluster.processes[name].running
         assert cluster.exit_codes() == {}, "a process we killed did not exit by itself"
+        other = cluster.processes[cluster.replicas("BTC-USD")[2]]
+        assert other.process is not None
+        other.process.send_signal(9)  # not through the supervisor: a crash
+        await other.process.wait()
+        assert cluster.exit_codes() == {other.name: [-9]}
         with trio.fail_after(30):
             await cluster.start(name)
         assert managed.running and managed.starts == 2
+        await cluster.start(other.name)
+        assert cluster.exit_codes() == {other.name: [-9]}, "a restart keeps the crash record"
     finally:
         with trio.CancelScope(shield=True):
             await cluster.stop_all()

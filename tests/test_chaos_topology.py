@@ -73,3 +73,10 @@ def test_durations(text: str, seconds: float) -> None:
 def test_bad_duration_is_refused() -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration("ten minutes")
+
+
+def test_cli_fault_kinds_match_the_harness() -> None:
+    from chaos.faults import FAULT_KINDS
+    from cli import chaos as cli_chaos
+
+    assert cli_chaos.FAULT_KINDS == FAULT_KINDS

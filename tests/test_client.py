@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 import trio
-from gateway_harness import running_gateway
 
 from gateway.client import ClientError, open_client
 from gateway.client_streams import LocalBook
+from tests.gateway_harness import running_gateway
 
 
 def test_local_book_detects_a_missing_update() -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from engine_harness import Session, num, types
+try:  # tests/ as plain directory or as a package
+    from engine_harness import Session, num, types
+except ModuleNotFoundError:
+    from tests.engine_harness import Session, num, types
 
 
 def asks(*makers: tuple[str, str, str]) -> Session:

@@ -9,7 +9,11 @@ from collections import defaultdict
 from typing import Any
 
 import pytest
-from engine_model import MARKET, ModelMarket
+
+try:  # tests/ as plain directory or as a package
+    from engine_model import MARKET, ModelMarket
+except ModuleNotFoundError:
+    from tests.engine_model import MARKET, ModelMarket
 
 from clob.engine import Engine
 
@@ -65,16 +69,16 @@ def random_command(rng: random.Random, model: ModelMarket) -> tuple[Row, Any]:
         oid = None if by_coid else order.oid
         return command, lambda seq: model.cancel(seq, order.user, oid, coid)
     if roll < 0.97:
-        price = rng.choice((None, rng.randint(95, 105)))
-        qty = rng.choice((None, rng.randint(1, 8), order.qty))
-        if price is None and qty is None:
-            qty = max(1, order.qty - 1)
+        new_price: int | None = rng.choice((None, rng.randint(95, 105)))
+        new_qty: int | None = rng.choice((None, rng.randint(1, 8), order.qty))
+        if new_price is None and new_qty is None:
+            new_qty = max(1, order.qty - 1)
         command = {"type": "amend", "market": MARKET, "user": order.user, "order_id": order.oid}
-        if price is not None:
-            command["price"] = str(price)
-        if qty is not None:
-            command["qty"] = str(qty)
-        return command, lambda seq: model.amend(seq, order.user, order.oid, price, qty)
+        if new_price is not None:
+            command["price"] = str(new_price)
+        if new_qty is not None:
+            command["qty"] = str(new_qty)
+        return command, lambda seq: model.amend(seq, order.user, order.oid, new_price, new_qty)
     return {"type": "cancel_all", "user": user}, lambda seq: model.cancel_all(seq, user)
 
 
@@ -86,7 +90,9 @@ def simplify(rows: list[Row]) -> list[Row]:
 
 def new_engine() -> Engine:
     engine = Engine()
-    engine.execute({"type": "create_market", "market": MARKET, "tick_size": "1", "lot_size": "1"}, 0)
+    engine.execute(
+        {"type": "create_market", "market": MARKET, "tick_size": "1", "lot_size": "1"}, 0
+    )
     return engine
 
 

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine_model import MARKET, ModelMarket
+import pytest
+
+try:  # tests/ as plain directory or as a package
+    from engine_model import MARKET, ModelMarket
+except ModuleNotFoundError:
+    from tests.engine_model import MARKET, ModelMarket
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -102,8 +107,14 @@ class EngineVersusModel(RuleBasedStateMachine):
     def cancel(self, ref: tuple[str, int], by_coid: bool) -> None:
         user, oid = ref
         order = self.model.live(user, oid, None)
+        command: dict[str, Any]
         if by_coid and order is not None and order.coid is not None:
-            command = {"type": "cancel", "market": MARKET, "user": user, "client_order_id": order.coid}
+            command = {
+                "type": "cancel",
+                "market": MARKET,
+                "user": user,
+                "client_order_id": order.coid,
+            }
             want = self.model.cancel(self.seq + 1, user, None, order.coid)
         else:
             command = {"type": "cancel", "market": MARKET, "user": user, "order_id": oid}
@@ -184,3 +195,16 @@ EngineVersusModel.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestEngineVersusModel = EngineVersusModel.TestCase
+
+
+class LongEngineVersusModel(EngineVersusModel):
+    """The same machine with many more examples (run with CLOB_SLOW=1)."""
+
+
+LongEngineVersusModel.TestCase.settings = settings(
+    max_examples=3000,
+    stateful_step_count=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestLongEngineVersusModel = pytest.mark.slow(LongEngineVersusModel.TestCase)

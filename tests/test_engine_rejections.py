@@ -5,7 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from engine_harness import Session, reason
+
+try:  # tests/ as plain directory or as a package
+    from engine_harness import Session, reason
+except ModuleNotFoundError:
+    from tests.engine_harness import Session, reason
 
 from clob.engine import Engine
 from clob.events import REJECTION_PRECEDENCE

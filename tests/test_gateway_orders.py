@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from gateway_harness import call, raw, recv, running_gateway, send
 
 from gateway.client import ClientError, open_client
+from tests.gateway_harness import call, raw, recv, running_gateway, send
 
 
 async def test_two_user_lifecycle(tmp_path: Path) -> None:

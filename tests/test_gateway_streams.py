@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from gateway_harness import call, raw, recv, running_gateway, send
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from gateway.client import open_client
 from gateway.client_streams import LocalBook
 from gateway.settings import GatewaySettings
+from tests.gateway_harness import call, raw, recv, running_gateway, send, settle, until_barrier
 
 
 async def collect_until(ws: WebSocketConnection, channel: str, seq: int) -> list[dict[str, Any]]:
@@ -119,14 +119,12 @@ async def test_user_stream_shows_only_own_events_redacted(tmp_path: Path) -> Non
             eth = await alice.new_order("ETH-USD", "buy", "1", "1.00")
             own_orders = await alice.orders()
             own_fills = (await alice.fills())["fills"]
-        events: list[dict[str, Any]] = []
-        with trio.move_on_after(0.5):
-            while True:
-                message = await recv(ws)
-                assert message["channel"] == "user" and message["type"] == "event"
-                assert message["event"]["seq"] == message["seq"]
-                assert message["market"] == message["event"]["market"]
-                events.append(message)
+        await settle(gw)
+        events = await until_barrier(ws)
+        for message in events:
+            assert message["channel"] == "user" and message["type"] == "event"
+            assert message["event"]["seq"] == message["seq"]
+            assert message["market"] == message["event"]["market"]
         btc = [m["event"] for m in events if m["market"] == "BTC-USD"]
         assert [e["seq"] for e in btc] == sorted(e["seq"] for e in btc)
         assert btc[-1]["seq"] < last  # bob's cancel_all is not alice's business
@@ -156,9 +154,8 @@ async def test_unsubscribe_stops_messages(tmp_path: Path) -> None:
         reply = await call(ws, {"op": "unsubscribe", "id": 2, "channels": channels})
         assert reply["ok"] is True
         await trade_a_bit(gw.url, gw.keys)
-        with trio.move_on_after(0.3):
-            message = await recv(ws)
-            raise AssertionError(f"got {message} after unsubscribing")
+        await settle(gw)
+        assert await until_barrier(ws) == []
         assert all(feed.subscriber_count() == 0 for feed in gw.context.feeds.values())
 
 
@@ -239,7 +236,7 @@ async def test_a_flood_from_one_connection_does_not_starve_another(tmp_path: Pat
         ok_seqs = [r["result"]["seq"] for r in replies if r["ok"]]
         assert len(ok_seqs) == count
         assert max(ok_seqs) > bob_seq[0]  # bob did not wait for the whole backlog
-        assert latency[0] < 2.0
+        assert latency[0] < 5.0
 
 
 async def test_book_chain_survives_an_upstream_resync(tmp_path: Path) -> None:

@@ -112,7 +112,7 @@ async def start_group(
         async def run(
             server: ClientServer = server,
             scope: trio.CancelScope = scope,
-            task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+            task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
         ) -> None:
             with scope:
                 await server.serve(task_status=task_status)

@@ -315,3 +315,43 @@ def test_follower_forwards_read_and_leader_answers_it() -> None:
     assert ReadIndexResponse("a", "b", 1, b"b:1", 1) in sent(r)
     f.step(ReadIndexResponse("a", "b", 1, b"b:1", 1))
     assert [(s.context, s.index) for s in cycle(f).read_states] == [(b"b:1", 1)]
+
+
+def test_only_a_leader_with_durable_term_may_send_before_persisting() -> None:
+    r = make("a", pre_vote=False)
+    r.campaign()
+    r.step(VoteResponse("b", "a", 1, True))
+    first = cycle(r)  # carries the new term and vote: must be durable before sending
+    assert first.hard_state is not None and not first.send_before_persist
+    r.step(AppendResponse("b", "a", 1, True, 1))  # b now streams (replicate state)
+    cycle(r)
+    r.propose(b"x")
+    later = cycle(r)
+    assert later.entries and later.messages and later.send_before_persist
+    f = make("b")
+    f.step(AppendEntries("a", "b", 1, 0, 0, tuple(ents(1)), commit=0))
+    assert not cycle(f).send_before_persist  # an acknowledgement waits for the disk
+
+
+def test_on_persisted_reports_durability_before_advance() -> None:
+    r = make("a", pre_vote=False)
+    r.campaign()
+    r.step(VoteResponse("b", "a", 1, True))
+    rd = r.ready()
+    r.step(AppendResponse("b", "a", 1, True, 1))
+    assert r.log.committed == 0
+    r.on_persisted(rd.entries[-1].index, rd.entries[-1].term)  # storage finished early
+    assert r.log.committed == 1
+    r.advance(rd)  # reporting it again is harmless
+    assert r.log.committed == 1 and r.has_ready()
+
+
+def test_on_persisted_ignores_entries_that_were_replaced() -> None:
+    r = make("b", entries=ents(1), term=1)
+    r.step(AppendEntries("a", "b", 1, 1, 1, tuple(ents(1, 1, start=2)), commit=1))
+    rd = r.ready()
+    # A new leader truncates index 3 before the write of the old one completes.
+    r.step(AppendEntries("c", "b", 2, 2, 1, (Entry(2, 3, EntryKind.NORMAL, b"new"),), commit=1))
+    r.advance(rd)  # durability of (3, term 1) says nothing about (3, term 2)
+    assert r.log.stable == 2
+    assert [e.term for e in cycle(r).entries] == [2]

@@ -204,3 +204,15 @@ def test_figure8_planted_bug_commits_an_entry_a_future_leader_lacks() -> None:
     assert all(
         c.nodes[n].log.is_up_to_date(s5.last_index(), s5.last_term()) for n in ("s2", "s3", "s4")
     )
+
+
+def test_status_reports_follower_lag() -> None:
+    c = LockstepCluster(["a", "b", "c"])
+    c.elect("a")
+    c.isolate("c")
+    for i in range(7):
+        c.propose("a", b"%d" % i)
+    st = c.nodes["a"].status()
+    assert st.role is Role.LEADER and st.leader == "a" and st.commit == st.last_index == 8
+    assert st.lag() == {"b": 0, "c": 7}
+    assert c.nodes["b"].status().peers == {}

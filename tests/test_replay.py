@@ -104,8 +104,9 @@ def test_garbage_lines_never_raise_and_never_change_state() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
     max_leaves=8,
 )
 fields = st.fixed_dictionaries(
@@ -160,7 +161,7 @@ def test_real_cli_replays_a_file(tmp_path: Path) -> None:
 def test_real_cli_reads_stdin_and_dash() -> None:
     for args in (["replay"], ["replay", "-"]):
         done = subprocess.run(
-            [sys.executable, "-c", "from cli.main import main; main()", *args],
+            [sys.executable, "-c", "import cli.replay; from cli.apps import app; app()", *args],
             input=SCRIPT,
             capture_output=True,
             check=False,

@@ -10,7 +10,9 @@ from __future__ import annotations
 import attrs
 import pytest
 
+from shard.raft.leader import Leadership
 from shard.raft.log import RaftLog
+from shard.raft.readonly import PendingRead
 from shard.sim.cluster import SimConfig, SimResult, run_simulation
 
 
@@ -83,6 +85,18 @@ def test_planted_vote_bug_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "assertion failed" in (found.error or "") or any(
         w in (found.error or "") for w in ("committed", "leader completeness", "safety")
     )
+
+
+def test_planted_stale_read_bug_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A leader answering reads from its commit index without confirming it is
+    # still the leader (no heartbeat round) serves stale reads once deposed.
+    def read_without_confirmation(self: Leadership, context: bytes, origin: str) -> None:
+        self._release_read(PendingRead(context, self.log.committed, origin))
+
+    monkeypatch.setattr(Leadership, "_leader_read", read_without_confirmation)
+    found = _first_failure(SimConfig(steps=800, read_rate=0.2), range(100))
+    assert found is not None
+    assert "linearizable read" in (found.error or "")
 
 
 @pytest.mark.slow

@@ -92,7 +92,11 @@ def test_checker_catches_overwritten_committed_entry_and_log_mismatch() -> None:
     chk.on_apply("a", e(1, 1, b"x"))
     with pytest.raises(Violation, match="log matching"):
         chk.on_entries("b", 0, (e(1, 1, b"other"),))
-    with pytest.raises(Violation, match="committed entry lost"):
-        chk.on_entries("c", 0, (e(1, 2, b"z"),))
+    # A lagging node may briefly hold a stale entry at a committed index ...
+    chk.on_entries("c", 0, (e(1, 2, b"z"),))
+    # ... but must never apply it,
     with pytest.raises(Violation, match="state machine safety"):
         chk.on_apply("c", e(1, 2, b"z"))
+    # and a node that held the committed entry must never replace it.
+    with pytest.raises(Violation, match="committed entry lost"):
+        chk.on_entries("a", 0, (e(1, 3, b"w"),))

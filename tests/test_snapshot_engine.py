@@ -7,8 +7,15 @@ from typing import Any
 
 import msgpack
 import pytest
-from engine_model import MARKET, ModelMarket
-from test_engine_invariants import random_command
+
+try:  # tests/ as plain directory or as a package
+    from engine_model import MARKET, ModelMarket
+except ModuleNotFoundError:
+    from tests.engine_model import MARKET, ModelMarket
+try:  # tests/ as plain directory or as a package
+    from test_engine_invariants import random_command
+except ModuleNotFoundError:
+    from tests.test_engine_invariants import random_command
 
 from clob.engine import Engine
 
@@ -102,7 +109,8 @@ def test_restored_engine_keeps_queue_order_and_client_ids() -> None:
     run(engine, cmds, 1)
     restored = Engine.restore(engine.snapshot())
     dup = {"type": "new_order", "market": "X", "user": "a", "side": "buy",
-           "order_type": "limit", "price": "0.5", "qty": "1", "client_order_id": "first"}  # fmt: skip
+           "order_type": "limit", "price": "0.5", "qty": "1",
+           "client_order_id": "first"}  # fmt: skip
     assert run(restored, [dup], 5)[0]["reason"] == "duplicate_client_order_id"
     sell = {"type": "new_order", "market": "X", "user": "c", "side": "sell",
             "order_type": "limit", "price": "1", "qty": "1"}  # fmt: skip

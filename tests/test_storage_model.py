@@ -42,9 +42,9 @@ class Log:
         self.entries = {i: e for i, e in self.entries.items() if i < first}
         self.entries.update((e.index, e) for e in entries)
 
-    def compact(self, index: int, term: int) -> None:
+    def compact(self, index: int, term: int, discard: bool = False) -> None:
         held = self.entries.get(index)
-        if held is not None and held.term == term:
+        if held is not None and held.term == term and not discard:
             self.entries = {i: e for i, e in self.entries.items() if i > index}
         elif index > self.base[0]:
             self.entries = {}
@@ -98,16 +98,17 @@ class StorageMachine(RuleBasedStateMachine):
         index = data.draw(st.integers(self.current.base[0] + 1, self.current.last))
         self._save(SnapshotMeta(index, self.current.entries[index].term, MEMBERS))
 
-    @rule(data=st.data(), term=st.integers(1, 4))
-    def installed_snapshot(self, data: st.DataObject, term: int) -> None:
+    @rule(data=st.data(), term=st.integers(1, 4), replace=st.booleans())
+    def installed_snapshot(self, data: st.DataObject, term: int, replace: bool) -> None:
         index = data.draw(st.integers(self.current.base[0] + 1, self.current.last + 5))
-        self._save(SnapshotMeta(index, term, MEMBERS))
+        self._save(SnapshotMeta(index, term, MEMBERS), replace)
 
-    def _save(self, meta: SnapshotMeta) -> None:
+    def _save(self, meta: SnapshotMeta, replace: bool = False) -> None:
         payload = f"snapshot {meta.index}/{meta.term}".encode()
-        self.storage.save_snapshot(meta, payload)  # durable now; its compaction is buffered
+        # durable now; its compaction record is buffered until the next sync
+        self.storage.save_snapshot(meta, payload, replace_log=replace)
         self.snapshot = (meta, payload)
-        self.current.compact(meta.index, meta.term)
+        self.current.compact(meta.index, meta.term, discard=replace)
 
     @rule(garbage=st.binary(max_size=80))
     def crash_and_recover(self, garbage: bytes) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import pytest
 
 from shard.records import Entry, EntryKind, HardState, Membership, SnapshotMeta
-from shard.storage import StorageCorrupt, open_storage
+from shard.storage import StorageCorrupt, StorageError, open_storage
 from shard.storage.segments import HEADER_SIZE, list_segments
 from shard.storage.snapshots import snapshot_path
 
@@ -208,3 +209,61 @@ def test_compacted_log_without_any_snapshot_refuses(tmp_path: Path) -> None:
     snapshot_path(tmp_path, 12).unlink()
     with pytest.raises(StorageCorrupt, match="no snapshot"):
         reopen(tmp_path)
+
+
+def test_replay_after_deleted_segments_follows_recorded_compaction_decisions(
+    tmp_path: Path,
+) -> None:
+    # Found by the model test: the first kept segment starts with a compaction
+    # record whose entry was in a deleted segment, then rewrites a later entry.
+    storage, _ = open_storage(tmp_path, segment_bytes=160)
+    storage.save_snapshot(SnapshotMeta(1, 1, Membership(("a",))), b"1")
+    storage.save_snapshot(SnapshotMeta(2, 1, Membership(("a",))), b"2")
+    storage.append(entries(3, 5))
+    storage.sync()
+    storage.save_snapshot(SnapshotMeta(3, 1, Membership(("a",))), b"3")
+    replaced = Entry(1, 5, EntryKind.NORMAL, b"replaced")
+    storage.append([replaced])
+    storage.save_snapshot(SnapshotMeta(5, 1, Membership(("a",))), b"5")
+    storage.sync()
+    assert list_segments(tmp_path)[0][0] > 1  # the first segment was deleted
+    six = Entry(1, 6, EntryKind.NORMAL, b"six")
+    storage.append([six])
+    storage.sync()
+    storage.close()
+    storage, recovered = open_storage(tmp_path, segment_bytes=160)
+    assert recovered.entries == [six]
+    assert recovered.snapshot is not None and recovered.snapshot.data == b"5"
+    storage.close()
+
+
+def test_log_compacted_to_its_last_entry_with_the_first_segment_deleted(tmp_path: Path) -> None:
+    storage, _ = open_storage(tmp_path, segment_bytes=160)
+    storage.append(entries(1, 4))
+    storage.sync()
+    storage.save_snapshot(SnapshotMeta(4, 1, Membership(("a",))), b"4")
+    storage.sync()
+    assert [seq for seq, _ in list_segments(tmp_path)] == [2]
+    storage.close()
+    storage, recovered = open_storage(tmp_path, segment_bytes=160)
+    assert recovered.entries == [] and storage.last_index == 4
+    storage.append(entries(5, 5))
+    storage.sync()
+    storage.close()
+    assert reopen(tmp_path)[0] == entries(5, 5)
+
+
+def test_io_error_while_recovering_is_a_storage_error_and_releases_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build(tmp_path, LAST_ENTRY)
+
+    def broken(self: Path) -> bytes:
+        raise OSError(errno.EIO, "I/O error")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "read_bytes", broken)
+        with pytest.raises(StorageError, match="I/O error while recovering") as info:
+            open_storage(tmp_path)
+        assert not isinstance(info.value, StorageCorrupt)
+    assert reopen(tmp_path)[0] == [*entries(1, 20), LAST_ENTRY]

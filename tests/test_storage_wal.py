@@ -353,3 +353,17 @@ def test_directory_is_locked_against_a_second_opener(tmp_path: Path) -> None:
     storage.close()
     again, _ = open_storage(tmp_path)
     again.close()
+
+
+def test_installed_snapshot_replacing_the_log_discards_even_a_matching_suffix(
+    tmp_path: Path,
+) -> None:
+    storage, _ = open_storage(tmp_path)
+    storage.append(entries(1, 30, term=1))
+    storage.save_snapshot(SnapshotMeta(20, 1, Membership(("a",))), b"leader", replace_log=True)
+    assert storage.last_index == 20
+    storage.sync()
+    storage.close()
+    storage, recovered = open_storage(tmp_path)
+    assert recovered.entries == [] and storage.last_index == 20
+    storage.close()

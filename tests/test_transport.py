@@ -81,9 +81,7 @@ async def test_second_process_with_same_name_is_refused() -> None:
         nursery.start_soon(collect, a, got_a)
         await wait_for(lambda: b.connected("a"))
         await nursery.start(impostor.serve)
-        await wait_for(
-            lambda: "already connected" in (impostor.statistics()["a"].last_error or "")
-        )
+        await wait_for(lambda: "already connected" in (impostor.statistics()["a"].last_error or ""))
         assert not impostor.connected("a")
         assert b.send("a", "real")
         await wait_for(lambda: got_a == [("b", "real")])

@@ -76,6 +76,8 @@ class ReplicaConnection:
         self.failure: Exception | None = None
 
     async def _connect(self) -> trio.SocketStream:
+        if self._stream is not None and self.failure is None:
+            return self._stream  # fast path: no lock once connected
         async with self._connect_lock:
             if self.failure is not None:
                 raise ConnectFailed(str(self.failure))
@@ -159,6 +161,8 @@ class ReplicaConnection:
     def _fail(self, exc: Exception) -> None:
         if self.failure is None:
             self.failure = exc
+        if self._stream is not None:
+            self._stream.socket.close()  # synchronous: nobody may use it any more
         for slot in self._waiting.values():
             slot.wake.set()
 

@@ -26,16 +26,18 @@ import time
 from typing import Any
 
 import attrs
+import msgpack
+import orjson
 import trio
 
 from config.schema import ClusterConfig, MarketConfig, ReplicaConfig
 from shard.node import protocol
+from shard.node.admin import replica_status, run_admin
 from shard.node.applied import AppliedRing
 from shard.node.clientserver import ClientServer, Reply, Subscriber
 from shard.node.digests import Checkpoint, DigestBook, state_digest
 from shard.node.metrics import NodeMetrics
-from shard.node.replica_admin import ReplicaAdmin
-from shard.node.replica_state import ReplicaState
+from shard.node.reads import ReadQueue
 from shard.node.transport import PeerTransport
 from shard.observability import get_logger
 from shard.raft import NotLeader, ProposalDropped, Raft, RaftConfig, Ready, Role
@@ -56,6 +58,7 @@ from shard.storage.errors import StorageFull
 # Messages a leader may send before its own entries are durable (§10.2.1).
 _EARLY = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow, ReadIndexResponse)
 _BOOTSTRAP_CLIENT = "bootstrap"
+_METRICS_EVERY_TICKS = 25  # gauges are refreshed this often, not on every Ready
 
 
 @attrs.frozen
@@ -64,18 +67,29 @@ class ReplicaOptions:
     ring_capacity: int = 100_000  # applied commands kept for subscribers
     max_batch_commands: int = 4096  # proposals per log entry
     max_batch_bytes: int = 1 << 20
+    # Uncommitted entries a leader lets in flight before it holds new submits back;
+    # under load they then pile up and go out as one bigger entry (like Nagle).
+    max_pipeline_entries: int = 4
     read_timeout_ticks: int = 300  # a ReadIndex not answered by then gets `timeout`
     retain_entries: int = 4096  # log entries kept in memory after a snapshot
 
 
-class Replica(ReplicaState, ReplicaAdmin):
+class SnapshotRequest:
+    """An ``admin snapshot`` waiting for the driver."""
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.checkpoint: Checkpoint | None = None
+
+
+class Replica:
     """One replica of one market's group; see the module docstring."""
 
     def __init__(
         self,
         cluster: ClusterConfig,
         name: str,
-        options: ReplicaOptions = ReplicaOptions(),
+        options: ReplicaOptions | None = None,
         *,
         metrics: NodeMetrics | None = None,
     ) -> None:
@@ -86,11 +100,11 @@ class Replica(ReplicaState, ReplicaAdmin):
         self.market: MarketConfig = found[0]
         self.me: ReplicaConfig = found[1]
         self.name = name
-        self.options = options
+        self.options = options = options or ReplicaOptions()
         self.metrics = metrics or NodeMetrics(name, self.market.name)
         self.log = get_logger("shard.node", node=name, market=self.market.name)
         self.client_addresses = {r.name: r.client for r in self.market.replicas}
-        self.transport = PeerTransport(
+        self.transport: PeerTransport = PeerTransport(
             cluster.cluster_id,
             name,
             self.me.raft,
@@ -106,18 +120,24 @@ class Replica(ReplicaState, ReplicaAdmin):
         self.client_port = 0
         self._wake = trio.Event()
         self._ticks = 0
+        self._metrics_ticks = 0
         self._inbox: list[tuple[str, Any]] = []
         self._proposals: list[list[Any]] = []  # [client, req, ack, cmd] rows
         self._waiting: dict[tuple[str, int], list[Reply]] = {}
-        self._init_reads()
-        self._init_admin()
+        self.reads = ReadQueue(name, self.app, self.rsm, options.read_timeout_ticks)
+        self.role = "follower"
+        self.leader: str | None = None
+        self.diverged = False
+        self._snapshot_requests: list[SnapshotRequest] = []
         self._bootstrapped_term = 0
-        self._last_snapshot_index = 0
+        self.last_snapshot_index = 0
         self._pending_checkpoints: list[tuple[int, bytes]] = []
 
     # -- lifecycle ---------------------------------------------------------
 
-    async def serve(self, *, task_status: trio.TaskStatus[Replica] = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(
+        self, *, task_status: trio.TaskStatus[Replica] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Recover from disk, join the group and serve clients until cancelled.
 
         Owns every task of the replica; on cancellation (SIGTERM) the storage
@@ -153,7 +173,7 @@ class Replica(ReplicaState, ReplicaAdmin):
         membership = None if self.me.join else Membership(self.market.initial_voters())
         if snapshot is not None:
             self.rsm.restore(snapshot.data)
-            self._last_snapshot_index = snapshot.meta.index
+            self.last_snapshot_index = snapshot.meta.index
         self.raft = Raft(
             config,
             random.Random(),
@@ -165,7 +185,7 @@ class Replica(ReplicaState, ReplicaAdmin):
         self.ring.reset(self.rsm.seq)
         self.log.info(
             "recovered",
-            snapshot_index=self._last_snapshot_index,
+            snapshot_index=self.last_snapshot_index,
             entries=len(entries),
             term=hard_state.term,
             commit=hard_state.commit,
@@ -195,9 +215,16 @@ class Replica(ReplicaState, ReplicaAdmin):
         assert raft is not None
         while self.failure is None:
             await self._wake.wait()
+            # Let every task that is ready run first (client readers, the inbox
+            # pump), so that what arrived together is proposed as one entry.
+            await trio.lowlevel.checkpoint()
             self._wake = trio.Event()
             self._absorb(raft)
+            if self._snapshot_requests:
+                await self._explicit_snapshot(raft)
             while raft.has_ready() and self.failure is None:
+                if self._snapshot_requests:
+                    await self._explicit_snapshot(raft)
                 ready = raft.ready()
                 try:
                     await self._handle_ready(raft, ready)
@@ -214,15 +241,22 @@ class Replica(ReplicaState, ReplicaAdmin):
         for _ in range(ticks):
             raft.tick()
         if ticks:
-            self._expire_reads(ticks)
+            self.reads.expire(ticks)
+            self._metrics_ticks += ticks
+            if self._metrics_ticks >= _METRICS_EVERY_TICKS:
+                self._metrics_ticks = 0
+                self._update_metrics(raft)
         if self._inbox:
             inbox, self._inbox = self._inbox, []
             for src, payload in inbox:
                 self._step(raft, src, payload)
-        if self._proposals:
+        if self._proposals and (
+            raft.role is not Role.LEADER
+            or raft.log.last_index() - raft.log.committed < self.options.max_pipeline_entries
+        ):
             self._propose(raft)
-        if self._queries:
-            self._start_read(raft)
+        if self.reads.queued:
+            self.reads.start(raft, self._no_leader_error())
 
     def _step(self, raft: Raft, src: str, payload: Any) -> None:
         if isinstance(payload, dict):
@@ -242,7 +276,7 @@ class Replica(ReplicaState, ReplicaAdmin):
         rows, self._proposals = self._proposals, []
         if raft.role is not Role.LEADER:
             for client, req, _, _ in rows:
-                self._fail_waiters((client, req), self._not_leader_error())
+                self._fail_waiters((client, req), self.not_leader_error())
             return
         limit_n, limit_bytes = self.options.max_batch_commands, self.options.max_batch_bytes
         start = 0
@@ -254,11 +288,11 @@ class Replica(ReplicaState, ReplicaAdmin):
             batch = rows[start:end]
             start = end
             # Same bytes as shard.proposals.encode_batch, without a Proposal object per row.
-            data = raft_codec.msgpack.packb(batch, use_bin_type=True)
+            data = msgpack.packb(batch, use_bin_type=True)
             try:
                 raft.propose(data)
             except NotLeader as exc:
-                error = self._not_leader_error(exc.leader)
+                error = self.not_leader_error(exc.leader)
             except ProposalDropped as exc:
                 error = protocol.error(protocol.UNAVAILABLE, f"proposal dropped: {exc}")
             else:
@@ -296,8 +330,8 @@ class Replica(ReplicaState, ReplicaAdmin):
         if ready.committed_entries:
             self._apply(ready.committed_entries)
         for read in ready.read_states:
-            self._read_ready(read.context, read.index)
-        self._serve_reads()
+            self.reads.confirmed(read.context, read.index)
+        self.reads.serve()
 
     def _send(self, messages: Any) -> None:
         send = self.transport.send
@@ -306,7 +340,7 @@ class Replica(ReplicaState, ReplicaAdmin):
 
     def _install(self, snapshot: RaftSnapshot) -> None:
         self.rsm.restore(snapshot.data)
-        self._last_snapshot_index = snapshot.meta.index
+        self.last_snapshot_index = snapshot.meta.index
         self.ring.reset(self.rsm.seq)
         self.log.info("installed snapshot", index=snapshot.meta.index, seq=self.rsm.seq)
 
@@ -364,24 +398,37 @@ class Replica(ReplicaState, ReplicaAdmin):
         return checkpoint
 
     async def _after_advance(self, raft: Raft) -> None:
-        if self._pending_checkpoints:
-            index, data = self._pending_checkpoints[-1]
-            self._pending_checkpoints.clear()
-            snapshot = raft.compact(index, data, retain=self.options.retain_entries)
-            if snapshot is not None:
-                storage = self.storage
-                assert storage is not None
-                try:
-                    await trio.to_thread.run_sync(storage.save_snapshot, snapshot.meta, data)
-                except StorageError as exc:
-                    self._storage_failed(exc)
-                    return
-                self._last_snapshot_index = index
-                self.log.info("snapshot saved", index=index, seq=self.rsm.seq, bytes=len(data))
-        self._complete_snapshot_requests()
+        await self._save_checkpoint(raft)
         if raft.role is Role.LEADER and self._bootstrapped_term != raft.term:
             self._maybe_bootstrap(raft)
-        self._update_metrics(raft)
+
+    async def _save_checkpoint(self, raft: Raft) -> None:
+        """Persist the newest checkpoint taken while applying and let the core compact."""
+        if not self._pending_checkpoints:
+            return
+        index, data = self._pending_checkpoints[-1]
+        self._pending_checkpoints.clear()
+        snapshot = raft.compact(index, data, retain=self.options.retain_entries)
+        if snapshot is None:
+            return  # not newer than what the core holds (e.g. asked twice at one index)
+        storage = self.storage
+        assert storage is not None
+        try:
+            await trio.to_thread.run_sync(storage.save_snapshot, snapshot.meta, data)
+        except StorageError as exc:
+            self._storage_failed(exc)
+            return
+        self.last_snapshot_index = index
+        self.log.info("snapshot saved", index=index, seq=self.rsm.seq, bytes=len(data))
+
+    async def _explicit_snapshot(self, raft: Raft) -> None:
+        """Serve ``admin snapshot``: checkpoint now, between two Readies."""
+        requests, self._snapshot_requests = self._snapshot_requests, []
+        checkpoint = self._checkpoint()
+        await self._save_checkpoint(raft)
+        for request in requests:
+            request.checkpoint = checkpoint
+            request.done.set()
 
     def _maybe_bootstrap(self, raft: Raft) -> None:
         """Once this leader's no-op is applied, create the market if the engine lacks it."""
@@ -398,7 +445,7 @@ class Replica(ReplicaState, ReplicaAdmin):
         }
         self.log.info("proposing create_market", market=self.market.name)
         # A fixed idempotency key: applied once however many leaders try.
-        self._proposals.append([_BOOTSTRAP_CLIENT, 1, 1, raft_codec.msgpack_json(command)])
+        self._proposals.append([_BOOTSTRAP_CLIENT, 1, 1, orjson.dumps(command)])
         self._wake.set()
 
     def _storage_failed(self, exc: StorageError) -> None:
@@ -419,7 +466,7 @@ class Replica(ReplicaState, ReplicaAdmin):
         raft = self.raft
         assert raft is not None
         if raft.role is not Role.LEADER:
-            reply(self._not_leader_error())
+            reply(self.not_leader_error())
             return
         key = (client, req)
         replies = self._waiting.get(key)
@@ -443,3 +490,113 @@ class Replica(ReplicaState, ReplicaAdmin):
     def _fail_waiters(self, key: tuple[str, int], error: protocol.Message) -> None:
         for reply in self._waiting.pop(key, ()):
             reply(dict(error))
+
+    def query(self, cmd: bytes, reply: Reply) -> None:
+        refusal = self._refusal()
+        if refusal is not None:
+            reply(refusal)
+            return
+        self.reads.add(cmd, reply)
+        self._wake.set()
+
+    async def admin(self, request: protocol.Message) -> protocol.Message:
+        return await run_admin(self, request)
+
+    async def snapshot_now(self) -> Checkpoint:
+        """Checkpoint (snapshot + digest) at the current applied index."""
+        if self.failure is not None:
+            raise StorageError(self.failure)
+        request = SnapshotRequest()
+        self._snapshot_requests.append(request)
+        self._wake.set()
+        await request.done.wait()
+        assert request.checkpoint is not None
+        return request.checkpoint
+
+    def status(self) -> protocol.Message:
+        return replica_status(self)
+
+    # -- helpers ---------------------------------------------------------------
+
+    def lag(self, raft: Raft) -> dict[str, int]:
+        if raft.role is not Role.LEADER:
+            return {}
+        last = raft.log.last_index()
+        return {n: last - pr.match for n, pr in raft.progress.items() if n != self.name}
+
+    def _refusal(self) -> protocol.Message | None:
+        if self.failure is not None:
+            return protocol.error(protocol.UNAVAILABLE, f"replica {self.name}: {self.failure}")
+        if self.diverged:
+            return protocol.error(
+                protocol.UNAVAILABLE, f"replica {self.name} diverged from its leader"
+            )
+        if self.raft is None:
+            return protocol.error(protocol.UNAVAILABLE, f"replica {self.name} is starting")
+        return None
+
+    def not_leader_error(self, leader: str | None = None) -> protocol.Message:
+        leader = leader or self.leader
+        if leader is None or leader == self.name:
+            return self._no_leader_error()
+        return protocol.error(
+            protocol.NOT_LEADER,
+            f"{self.name} is not the leader",
+            leader=leader,
+            leader_addr=self.client_addresses.get(leader),
+        )
+
+    def _no_leader_error(self) -> protocol.Message:
+        return protocol.error(protocol.UNAVAILABLE, "no leader (election in progress?)")
+
+    def _on_soft_state(self, role: Role, leader: str | None) -> None:
+        was_leader = self.role == "leader"
+        raft = self.raft
+        assert raft is not None
+        learner = role is Role.FOLLOWER and self.name in raft.membership.learners
+        self.role = "learner" if learner else role.value
+        if leader != self.leader or role is Role.LEADER:
+            self.log.info("role changed", role=self.role, leader=leader, term=raft.term)
+        self.leader = leader
+        if was_leader and role is not Role.LEADER:
+            # Our in-flight proposals may still commit under the new leader; the
+            # clients retry there with the same idempotency keys.
+            error = self.not_leader_error()
+            for key in list(self._waiting):
+                self._fail_waiters(key, error)
+            self.reads.fail_all(error)
+
+    def _leader_digest(self, src: str, payload: dict[str, Any]) -> None:
+        if payload.get("t") != "digest" or src != self.leader:
+            return
+        try:
+            checkpoint = Checkpoint(
+                int(payload["index"]), int(payload["seq"]), str(payload["digest"])
+            )
+        except (KeyError, TypeError, ValueError):
+            self.log.warning("malformed digest message", peer=src)
+            return
+        divergence = self.digests.record_leader(checkpoint)
+        if divergence is not None:
+            self._diverged(divergence)
+
+    def _diverged(self, divergence: Any) -> None:
+        self.diverged = True
+        self.metrics.diverged.set(1)
+        self.log.error(
+            "STATE DIVERGED FROM LEADER: this replica stops serving clients",
+            index=divergence.index,
+            seq=divergence.seq,
+            mine=divergence.mine,
+            leader=divergence.leader,
+        )
+        self.ring.reset(self.rsm.seq)
+
+    def _update_metrics(self, raft: Raft) -> None:
+        m = self.metrics
+        m.set_role(self.role)
+        m.term.set(raft.term)
+        m.commit_index.set(raft.log.committed)
+        m.applied_index.set(self.rsm.applied_index)
+        m.applied_seq.set(self.rsm.seq)
+        m.set_lag(self.lag(raft))

@@ -243,7 +243,13 @@ class PeerTransport:
                         self._log.error("peer refused us", peer=peer.name, reason=str(exc))
                     peer.last_error = str(exc)
                     backoff = _REFUSED_BACKOFF_S
-                except (OSError, trio.BrokenResourceError, trio.TooSlowError, FrameError) as exc:
+                except (
+                    OSError,
+                    EOFError,
+                    trio.BrokenResourceError,
+                    trio.TooSlowError,
+                    FrameError,
+                ) as exc:
                     peer.last_error = f"{type(exc).__name__}: {exc}"
                 finally:
                     peer.connected = False

@@ -28,6 +28,11 @@ How to drive it (the owner is the node runtime or the simulator)::
     for rs in rd.read_states: serve rs.context once applied index >= rs.index
     raft.advance(rd)                                                        # 4. done
 
+Shortcut: if ``rd.send_before_persist`` is True (set only for a leader whose
+term and vote are already durable) step 2 may happen before or during step 1.
+Do not decide this from ``raft.role`` alone: in the Ready that made a node
+leader its new term and vote are not durable yet.
+
 Only one Ready is outstanding at a time: ``has_ready()`` is False until
 ``advance`` is called, but the core keeps accepting ``step``/``tick``/
 ``propose`` meanwhile (so the owner may persist one Ready while the next one
@@ -38,8 +43,14 @@ persisted in the same Ready. A committed entry is identified by
 ``(index, term)``: a proposal returned ``(i, t)`` committed iff the entry at
 ``i`` comes back with term ``t``.
 
+Observing it: ``raft.role``, ``raft.term``, ``raft.lead`` (known leader or
+None), ``raft.membership`` and ``raft.status()`` (a frozen
+:class:`~shard.raft.ready.Status` with per-follower progress and lag on the
+leader) may be read at any time; nothing else of its state is public.
+
 Node ids are strings; messages carry ``src``/``dst``; encode them for the
-wire with :mod:`shard.raft.codec`.
+wire with :mod:`shard.raft.codec` (``encode(msg) -> bytes``,
+``decode(bytes) -> msg``, raising ``DecodeError`` on garbage).
 """
 
 from __future__ import annotations
@@ -49,7 +60,7 @@ from shard.raft.core import Raft
 from shard.raft.errors import NotLeader, ProposalDropped, RaftError
 from shard.raft.membership import ChangeKind, InvalidChange, MembershipChange
 from shard.raft.messages import Message
-from shard.raft.ready import ReadState, Ready, Role, Snapshot, SoftState
+from shard.raft.ready import PeerStatus, ReadState, Ready, Role, Snapshot, SoftState, Status
 
 __all__ = [
     "ChangeKind",
@@ -57,6 +68,7 @@ __all__ = [
     "MembershipChange",
     "Message",
     "NotLeader",
+    "PeerStatus",
     "ProposalDropped",
     "Raft",
     "RaftConfig",
@@ -67,4 +79,5 @@ __all__ = [
     "Role",
     "Snapshot",
     "SoftState",
+    "Status",
 ]

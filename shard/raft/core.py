@@ -36,7 +36,7 @@ from shard.raft.messages import (
 )
 from shard.raft.quorum import VoteResult, vote_result
 from shard.raft.readonly import ReadOnly
-from shard.raft.ready import ReadState, Ready, Role, Snapshot, SoftState
+from shard.raft.ready import PeerStatus, ReadState, Ready, Role, Snapshot, SoftState, Status
 from shard.records import Entry, EntryKind, HardState, Membership, SnapshotMeta
 
 
@@ -136,7 +136,7 @@ class Raft(Leadership):
         the change does not fit the current membership.
         """
         self._check_can_propose()
-        if self._config_indices and self._config_indices[-1] > self.log.committed:
+        if self.membership_change_pending():
             raise ProposalDropped("a membership change is still uncommitted")
         if self.log.term(self.log.committed) != self.term:
             raise ProposalDropped("leader has not committed an entry in its term yet")
@@ -223,16 +223,23 @@ class Raft(Leadership):
     # -- Ready / advance -------------------------------------------------
 
     def has_ready(self) -> bool:
+        """Whether :meth:`ready` has work (always False while a Ready is outstanding)."""
         if self._outstanding:
             return False
-        return bool(
-            self.msgs
-            or self.read_states
-            or self._pending_snapshot is not None
-            or self.log.stable < self.log.last_index()
-            or self.log.applied < self.log.committed
-            or self._hard_state() != self._prev_hard
-            or self._soft_state() != self._prev_soft
+        if self.msgs or self.read_states or self._pending_snapshot is not None:
+            return True
+        log = self.log
+        if log.stable < log.last_index() or log.applied < log.committed:
+            return True
+        hs, ss = self._prev_hard, self._prev_soft
+        return (
+            hs.term != self.term
+            or hs.vote != self.vote
+            or hs.commit != log.committed
+            or ss is None
+            or ss.role is not self.role
+            or ss.leader != self.lead
+            or ss.term != self.term
         )
 
     def ready(self) -> Ready:
@@ -243,6 +250,13 @@ class Raft(Leadership):
         lo = self.log.applied + 1
         hi = min(self.log.committed, self.log.applied + self.config.max_apply_entries)
         committed = tuple(self.log.entry(i) for i in range(lo, hi + 1))
+        prev = self._prev_hard
+        early = (
+            self.role is Role.LEADER
+            and prev.term == self.term
+            and prev.vote == self.vote
+            and self._pending_snapshot is None
+        )
         rd = Ready(
             hard_state=hs if hs != self._prev_hard else None,
             entries=self.log.unstable(),
@@ -251,6 +265,7 @@ class Raft(Leadership):
             committed_entries=committed,
             read_states=tuple(self.read_states),
             soft_state=soft if soft != self._prev_soft else None,
+            send_before_persist=early and bool(self.msgs),
         )
         self._prev_hard, self._prev_soft = hs, soft
         self._pending_snapshot = None
@@ -263,8 +278,12 @@ class Raft(Leadership):
         """The owner persisted, sent and applied everything in ``rd``."""
         assert self._outstanding
         self._outstanding = False
-        if rd.entries:
-            self.on_persisted(rd.entries[-1].index, rd.entries[-1].term)
+        for e in reversed(rd.entries):
+            # The newest entry of this Ready still in our log (a conflicting append
+            # may have replaced a suffix meanwhile): it and all before it are durable.
+            if self.log.match_term(e.index, e.term):
+                self.on_persisted(e.index, e.term)
+                break
         if rd.committed_entries:
             self.log.applied = max(self.log.applied, rd.committed_entries[-1].index)
 
@@ -276,9 +295,33 @@ class Raft(Leadership):
 
     # -- queries ---------------------------------------------------------
 
+    def membership_change_pending(self) -> bool:
+        """Whether a CONFIG entry in our log is not committed yet."""
+        return bool(self._config_indices) and self._config_indices[-1] > self.log.committed
+
     def promotable(self) -> bool:
         """Whether this node may campaign: it is a voter in its current membership."""
         return self.id in self.membership.voters
+
+    def status(self) -> Status:
+        peers = {
+            n: PeerStatus(pr.match, pr.next, pr.state.value, pr.recent_active)
+            for n, pr in self.progress.items()
+            if n != self.id
+        }
+        return Status(
+            node_id=self.id,
+            role=self.role,
+            term=self.term,
+            leader=self.lead,
+            commit=self.log.committed,
+            applied=self.log.applied,
+            last_index=self.log.last_index(),
+            snapshot_index=self.snapshot.meta.index if self.snapshot else 0,
+            voters=self.membership.voters,
+            learners=self.membership.learners,
+            peers=peers,
+        )
 
     def hard_state(self) -> HardState:
         return self._hard_state()

@@ -8,7 +8,9 @@ Rule (the owner must follow it in this order):
    them durable (fsync). A crash part-way may keep any prefix of these
    writes, in this order.
 2. Only then send ``messages``. A vote or an append acknowledgement must never
-   leave before the state it promises is on disk.
+   leave before the state it promises is on disk. Exception: when
+   ``send_before_persist`` is True (a leader whose term and vote are already
+   durable) the messages may be sent before or during the write.
 3. Restore the state machine from ``snapshot`` (if any), then apply
    ``committed_entries`` in order; serve each of ``read_states`` once the
    applied index reaches its ``index``.
@@ -72,6 +74,10 @@ class Ready:
     committed_entries: tuple[Entry, ...]
     read_states: tuple[ReadState, ...]
     soft_state: SoftState | None  # None if unchanged since the previous Ready
+    # True when every message is a leader's traffic in a term whose vote is already
+    # durable: the owner may then send them *while* persisting (thesis §10.2.1);
+    # the leader counts its own entries only once they are reported durable.
+    send_before_persist: bool = False
 
     def must_sync(self) -> bool:
         """Whether this Ready carries anything that has to be made durable."""
@@ -85,3 +91,34 @@ class Ready:
             or self.read_states
             or self.soft_state is not None
         )
+
+
+@attrs.frozen
+class PeerStatus:
+    """The leader's view of one follower."""
+
+    match: int
+    next: int
+    state: str  # "probe" | "replicate" | "snapshot"
+    recent_active: bool
+
+
+@attrs.frozen
+class Status:
+    """A consistent picture of one node, for monitoring (``Raft.status()``)."""
+
+    node_id: str
+    role: Role
+    term: int
+    leader: str | None
+    commit: int
+    applied: int
+    last_index: int
+    snapshot_index: int
+    voters: tuple[str, ...]
+    learners: tuple[str, ...]
+    peers: dict[str, PeerStatus]  # leader only, every member but the leader itself
+
+    def lag(self) -> dict[str, int]:
+        """Entries each follower is behind the leader's log (leader only)."""
+        return {n: self.last_index - p.match for n, p in self.peers.items()}

@@ -312,7 +312,7 @@ class SimCluster:
                 return
         raise Violation(
             f"liveness: not converged {self.config.liveness_ticks} ticks after healing "
-            f"({self._status_line()})"
+            f"({self.status_line()})"
         )
 
     def _converged(self) -> bool:
@@ -345,7 +345,7 @@ class SimCluster:
         if dup:
             raise Violation(f"exactly once: {dup[0]!r} applied {counts[dup[0]]} times")
 
-    def _status_line(self) -> str:
+    def status_line(self) -> str:
         parts = []
         for n in self.nodes.values():
             if not n.alive:
@@ -379,7 +379,7 @@ def run_simulation(config: SimConfig) -> SimResult:
     )
     trace = cluster.trace.dump()
     if error is not None:
-        trace += "\nstatus: " + cluster._status_line()
+        trace += "\nstatus: " + cluster.status_line()
     return SimResult(config.seed, cluster.now, error is None, error, trace, stats)
 
 

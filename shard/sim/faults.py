@@ -121,7 +121,7 @@ class FaultInjector:
         if leader is None:
             return
         r = leader.raft
-        if r._config_indices and r._config_indices[-1] > r.log.committed:
+        if r.membership_change_pending():
             return  # the latest change is not committed yet
         members = set(r.membership.all_nodes())
         for node in sorted(cl.nodes):

@@ -53,6 +53,7 @@ class LockstepCluster:
         self.stores: dict[str, MemoryStore] = {}
         self.applied: dict[str, list[Entry]] = {}
         self.read_states: dict[str, list[tuple[bytes, int]]] = {}
+        self.bootstrap: dict[str, Membership | None] = {}
         self.blocked: set[tuple[str, str]] = set()
         self.queue: deque[Message] = deque()
         self.sent: list[Message] = []  # every message handed to the network
@@ -62,6 +63,7 @@ class LockstepCluster:
 
     def add_node(self, node: str, membership: Membership | None = None) -> Raft:
         self.stores[node] = MemoryStore()
+        self.bootstrap[node] = membership
         self.applied[node] = []
         self.read_states[node] = []
         raft = Raft(self.make_config(node), self.rng, membership=membership)
@@ -75,7 +77,7 @@ class LockstepCluster:
         raft = Raft(
             self.make_config(node),
             self.rng,
-            membership=None if snap else self.nodes[node]._base_membership,
+            membership=self.bootstrap[node],
             hard_state=st.hard_state,
             snapshot=snap,
             entries=[e for e in st.entries if snap is None or e.index > snap.meta.index],

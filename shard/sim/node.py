@@ -43,6 +43,7 @@ class SimNode:
         self.raft: Raft
         self.sm: ReplicatedStateMachine
         self.ready: Ready | None = None
+        self.sent_early = False
         self.sync_at = 0
         self.waiting: dict[tuple[str, int], Any] = {}  # client requests this node accepted
         self.queued: list[Proposal] = []
@@ -120,6 +121,10 @@ class SimNode:
                 self.cluster.checker.on_entries(self.id, prev, rd.entries)
             self.disk.write_ready(rd.snapshot, rd.entries, rd.hard_state)
             self.ready = rd
+            self.sent_early = rd.send_before_persist and self.rng.random() < 0.5
+            if self.sent_early:
+                for m in rd.messages:  # a leader may replicate while it persists
+                    self.cluster.network.send(m, now)
             self.sync_at = now + self.rng.choice((0, 0, 0, 1, 2))
             if self.sync_at <= now:
                 self._complete(rd)
@@ -127,8 +132,9 @@ class SimNode:
     def _complete(self, rd: Ready) -> None:
         cl = self.cluster
         self.disk.sync()
-        for m in rd.messages:
-            cl.network.send(m, cl.now)
+        if not self.sent_early:
+            for m in rd.messages:
+                cl.network.send(m, cl.now)
         if rd.soft_state is not None:
             s = rd.soft_state
             cl.trace.log(f"{self.id} is {s.role.value} of term {s.term} (leader {s.leader})")

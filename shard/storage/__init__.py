@@ -10,12 +10,13 @@ Plain blocking file I/O, no trio: the node runtime calls the blocking methods
     # recovered.entries: list[Entry]                    -- the log after the snapshot
 
     # per Raft Ready, before sending any message of that Ready:
-    if ready.snapshot: storage.save_snapshot(meta, data)    # blocking, durable on return
-    storage.append(ready.entries)     # buffered; replaces any suffix from entries[0].index
-    storage.set_hard_state(ready.hard_state)                # buffered
-    await trio.to_thread.run_sync(storage.sync)             # one write + one fsync for all
-    # after taking a local snapshot at applied index i:
-    storage.save_snapshot(SnapshotMeta(i, term_at_i, membership), engine_bytes)
+    if rd.snapshot:                     # installed from the leader: replaces the whole log
+        storage.save_snapshot(rd.snapshot.meta, rd.snapshot.data, replace_log=True)
+    storage.append(rd.entries)          # buffered; replaces held entries >= entries[0].index
+    if rd.hard_state: storage.set_hard_state(rd.hard_state)     # buffered
+    await trio.to_thread.run_sync(storage.sync)   # one write + one fsync for all of it
+    # after a local snapshot (snap = raft.compact(applied, engine_bytes)):
+    storage.save_snapshot(snap.meta, snap.data)   # blocking; keeps the entries after it
 
 Errors (:mod:`shard.storage.errors`): :class:`StorageFull` on ``ENOSPC`` and
 :class:`StorageError` on other I/O failures -- stop acknowledging and restart;

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import attrs
@@ -80,7 +81,7 @@ class Storage:
     def snapshot_meta(self) -> SnapshotMeta | None:
         return self._snapshot_meta
 
-    def append(self, entries: list[Entry]) -> None:
+    def append(self, entries: Sequence[Entry]) -> None:
         """Buffer contiguous ``entries``; held entries from the first index on are replaced."""
         self._wal.append(entries)
 
@@ -92,14 +93,18 @@ class Storage:
         """Blocking: make everything buffered durable with one write and one fsync."""
         self._wal.sync()
 
-    def save_snapshot(self, meta: SnapshotMeta, data: bytes) -> None:
+    def save_snapshot(self, meta: SnapshotMeta, data: bytes, *, replace_log: bool = False) -> None:
         """Blocking: durably store a snapshot, then compact the log up to ``meta.index``.
 
-        Works for a snapshot taken locally (the entries after it stay) and for
-        one installed from the leader (if the log does not hold
-        ``(meta.index, meta.term)`` every entry is discarded and the log
-        continues at ``meta.index + 1``). The compaction record is buffered;
-        old WAL segments are deleted by the :meth:`sync` that makes it durable.
+        For a snapshot taken locally the entries after ``meta.index`` stay.
+        With ``replace_log`` (a snapshot installed from the leader, the
+        Raft core's ``Ready.snapshot``) every entry is discarded and the log
+        continues at ``meta.index + 1``; without it the entries are discarded
+        only if the log does not hold ``(meta.index, meta.term)``. The
+        compaction record is buffered; old WAL segments are deleted by the
+        :meth:`sync` that makes it durable. (After a crash before that sync,
+        recovery keeps the entries after the snapshot if the log holds
+        ``(meta.index, meta.term)``: a log that matches the snapshot.)
         """
         current = self._snapshot_meta
         if current is not None and meta.index <= current.index:
@@ -109,7 +114,7 @@ class Storage:
         self._snapshots.save(Snapshot(meta, data))
         self._snapshot_meta = meta
         self._snapshots_saved += 1
-        self._wal.compact(meta.index, meta.term)
+        self._wal.compact(meta.index, meta.term, discard=replace_log)
 
     def statistics(self) -> StorageStatistics:
         meta = self._snapshot_meta
@@ -143,6 +148,9 @@ def open_storage(
     lock_fd = _lock_directory(path, mode)
     try:
         storage, recovered = _recover(path, mode, segment_bytes, lock_fd)
+    except OSError as exc:
+        os.close(lock_fd)
+        raise storage_error(exc, f"recovering {path}") from exc
     except BaseException:
         os.close(lock_fd)
         raise

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import attrs
@@ -37,6 +38,8 @@ from shard.storage.durability import Durability, fsync_directory, write_all
 from shard.storage.errors import StorageCorrupt, StorageError, storage_error
 from shard.storage.log_shape import LogGap, LogShape
 from shard.storage.wal_records import (
+    COMPACT_DISCARD,
+    COMPACT_KEEP,
     RecordType,
     decode_entry,
     decode_hard_state,
@@ -144,7 +147,7 @@ class WriteAheadLog:
                 segments.HEADER_SIZE,
             )
             return wal, WalRecovery(0, 0, [], None)
-        shape = LogShape(base_known=found[0][0] == 1, keep_entries=True)
+        shape = LogShape(definitive=found[0][0] == 1, keep_entries=True)
         hard_state: HardState | None = None
         segment_list: list[_Segment] = []
         for position, (seq, path) in enumerate(found):
@@ -154,12 +157,17 @@ class WriteAheadLog:
             max_entry, hs = _replay_segment(path, seq, shape, last, durability)
             hard_state = hs if hs is not None else hard_state
             segment_list.append(_Segment(seq, path, max_entry))
-        if shape.base_term is None:
+        if not (shape.definitive or shape.anchored):
             raise StorageCorrupt(found[0][1], 0, "log starts mid-way without a compaction record")
+        shape.definitive = True
         entries = shape.entries
         assert entries is not None
         shape.entries = None  # the writer keeps terms only
         active = segment_list[-1]
+        if durability is Durability.FSYNC:
+            # A previous run in mode "none" may have left them in the page cache only.
+            for seg in segment_list:
+                _fsync_path(seg.path)
         fd = segments.open_segment(directory, active.seq)
         size = active.path.stat().st_size
         wal = cls(directory, durability, segment_bytes, shape, hard_state, segment_list, fd, size)
@@ -182,7 +190,7 @@ class WriteAheadLog:
     def base_index(self) -> int:
         return self._shape.base_index
 
-    def append(self, entries: list[Entry]) -> None:
+    def append(self, entries: Sequence[Entry]) -> None:
         """Buffer ``entries`` (contiguous); any held suffix from the first index on is replaced.
 
         The first index must be after the compacted base and at most
@@ -226,19 +234,20 @@ class WriteAheadLog:
         self._bytes += encode_hard_state(self._pending, hard_state)
         self._records += 1
 
-    def compact(self, index: int, term: int) -> None:
+    def compact(self, index: int, term: int, *, discard: bool = False) -> None:
         """Make ``(index, term)`` the log's base: a durable snapshot covers it.
 
-        If the log holds ``index`` with ``term`` the entries after it stay;
-        otherwise (an installed snapshot the log does not match) every entry
-        is discarded. Segments holding only entries at or below the base are
+        If the log holds ``index`` with ``term`` the entries after it stay,
+        unless ``discard``; otherwise (an installed snapshot the log does not
+        match) every entry is discarded. Segments holding only entries at or below the base are
         deleted at the :meth:`sync` that makes this durable.
         """
         self._check_usable()
         if index <= self._shape.base_index:
             return
-        self._shape.compact(index, term)
-        self._bytes += encode(self._pending, RecordType.COMPACT, 0, term, index, b"")
+        kept = self._shape.compact(index, term, False if discard else None)
+        kind = COMPACT_KEEP if kept else COMPACT_DISCARD
+        self._bytes += encode(self._pending, RecordType.COMPACT, kind, term, index, b"")
         self._records += 1
         if self._hard_state is not None:
             # The hard state must survive the deletion of the segments before this one.
@@ -384,8 +393,10 @@ def _replay_segment(
                 hard_state = decode_hard_state(record)
             elif rtype == _TRUNCATE:
                 shape.truncate(record.log_index)
+            elif record.kind in (COMPACT_KEEP, COMPACT_DISCARD):
+                shape.compact(record.log_index, record.term, record.kind == COMPACT_KEEP)
             else:
-                shape.compact(record.log_index, record.term)
+                raise ValueError(f"unknown compaction kind {record.kind}")
         except (LogGap, ValueError) as exc:
             raise StorageCorrupt(
                 path, record.offset, f"valid checksum but bad record: {exc}"
@@ -400,6 +411,14 @@ def _replay_segment(
             raise StorageCorrupt(path, bad, "damaged record in a segment that is not the last")
         _cut_torn_tail(path, bad, len(buf), durability)
     return max_entry, hard_state
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _cut_torn_tail(path: Path, offset: int, size: int, durability: Durability) -> None:

@@ -4,7 +4,8 @@ Every record is a 32-byte header followed by a payload::
 
     offset size field
          0    1 type            RecordType
-         1    1 kind            EntryKind for entries; 1 if a hard state has a vote
+         1    1 kind            EntryKind (entry); 1 = has a vote (hard state);
+                                1 = entries after it discarded (compact)
          2    2 flags           always 0 (reserved)
          4    4 length          payload length in bytes
          8    8 term            entry term / hard-state term / compaction term
@@ -27,6 +28,7 @@ import enum
 import re
 import struct
 import zlib
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import attrs
@@ -38,6 +40,8 @@ _PREFIX = struct.Struct("<BBHIQQI")  # everything the header CRC covers (28 byte
 _CRC = struct.Struct("<I")
 _HEADER = struct.Struct("<BBHIQQII")
 _NO_VOTE, _HAS_VOTE = 0, 1
+# kind of a COMPACT record: the writer's decision, so replay need not re-derive it
+COMPACT_KEEP, COMPACT_DISCARD = 0, 1
 # Largest payload a reader accepts; anything bigger is a damaged length field.
 MAX_PAYLOAD = 1 << 30
 
@@ -47,8 +51,8 @@ class RecordType(enum.IntEnum):
 
     ENTRY = 1  # a log entry
     HARD_STATE = 2  # term, vote, commit; the last valid one wins
-    TRUNCATE = 3  # drop the entries with index >= record.log_index
-    COMPACT = 4  # the log now starts after (index, term): a snapshot covers the rest
+    TRUNCATE = 3  # drop the entries with index >= the record's index
+    COMPACT = 4  # the log now starts after (index, term); kind: entries after it kept or not
 
 
 _ENTRY = int(RecordType.ENTRY)
@@ -80,7 +84,7 @@ def encode(
     return HEADER_SIZE + len(payload)
 
 
-def encode_entries(out: bytearray, entries: list[Entry]) -> None:
+def encode_entries(out: bytearray, entries: Sequence[Entry]) -> None:
     """Append ENTRY records for ``entries`` to ``out``: the hot path of group commit.
 
     Raises ``ValueError`` unless the indexes are contiguous.

@@ -1,0 +1,267 @@
+"""``clob bench shard``: one market's replica group as 3 real processes on this machine.
+
+Phases, each reported separately:
+
+1. throughput: ``--inflight`` submits kept in flight for ``--duration`` seconds
+   (closed loop); orders/s committed *and* applied (acknowledged);
+2. latency: an open loop at ``--rate`` orders/s for ``--duration`` seconds;
+   submit-to-acknowledgement latency p50/p99/p99.9/max (hdrh, microseconds),
+   measured from the moment each order was due, so a stall is not hidden;
+3. failover: ``--kills`` times, kill -9 the leader while a prober submits,
+   and time from the kill to the next acknowledgement; the killed replica is
+   restarted and caught up before the next kill.
+
+Orders alternate buy and sell at one price so the book stays small. The load
+client is this one Python process; ``nproc`` is reported with the results.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import socket
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+import typer
+from hdrh.histogram import HdrHistogram
+
+from cli.apps import bench_app
+from cli.processes import ProcessGroup, clob_command
+from config.load import load_config
+from config.schema import ClusterConfig, MarketConfig
+from shard.node.api import ShardError
+from shard.node.client import ShardClient
+
+MARKET = "BTC-USD"
+
+
+def write_topology(directory: Path, durability: str, replicas: int = 3) -> Path:
+    """A one-market topology on free 127.0.0.1 ports with data under ``directory``."""
+    socks = [socket.socket() for _ in range(replicas * 2)]
+    for sock in socks:
+        sock.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for sock in socks:
+        sock.close()
+    lines = [
+        'cluster_id = "bench-shard"',
+        f'durability = "{durability}"',
+        "[[markets]]",
+        f'name = "{MARKET}"',
+        'tick_size = "0.01"',
+        'lot_size = "0.001"',
+    ]
+    for i in range(replicas):
+        lines += [
+            "[[markets.replicas]]",
+            f'name = "bench-{i + 1}"',
+            f'raft = "127.0.0.1:{ports[2 * i]}"',
+            f'client = "127.0.0.1:{ports[2 * i + 1]}"',
+            f'data_dir = "{directory / f"bench-{i + 1}"}"',
+        ]
+    path = directory / "cluster.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class OrderSource:
+    """Alternating buys and sells at one price across 100 users."""
+
+    def __init__(self) -> None:
+        self._n = itertools.count()
+
+    def next(self) -> bytes:
+        n = next(self._n)
+        side = "buy" if n % 2 else "sell"
+        return (
+            '{"type":"new_order","market":"BTC-USD","user":"u%d","side":"%s",'
+            '"order_type":"limit","price":"100.00","qty":"0.001"}' % (n % 100, side)
+        ).encode()
+
+
+async def wait_healthy(market: MarketConfig, timeout: float = 60.0) -> str:
+    """Wait until every replica is reachable, one leads, and all applied the same; the leader."""
+    async with ShardClient(market, "bench-status") as client:
+        with trio.fail_after(timeout):
+            while True:
+                statuses = await client.status()
+                leader = next((s for s in statuses if s.role == "leader"), None)
+                applied = {s.applied_index for s in statuses}
+                if leader and all(s.reachable for s in statuses) and len(applied) == 1:
+                    if leader.applied_seq >= 1:
+                        return leader.name
+                await trio.sleep(0.05)
+
+
+async def closed_loop(market: MarketConfig, inflight: int, duration: float) -> dict[str, Any]:
+    source = OrderSource()
+    done = 0
+    connections = max(1, min(8, inflight // 256))
+    clients = [ShardClient(market, f"bench-t{i}", retry_for=10.0) for i in range(connections)]
+    deadline = trio.current_time() + duration
+
+    async def worker(client: ShardClient) -> None:
+        nonlocal done
+        while trio.current_time() < deadline:
+            await client.submit(source.next())
+            done += 1
+
+    started = time.perf_counter()
+    try:
+        async with trio.open_nursery() as nursery:
+            for i in range(inflight):
+                nursery.start_soon(worker, clients[i % connections])
+    finally:
+        for client in clients:
+            await client.aclose()
+    elapsed = time.perf_counter() - started
+    return {
+        "inflight": inflight,
+        "orders": done,
+        "seconds": elapsed,
+        "orders_per_s": done / elapsed,
+    }
+
+
+async def open_loop(market: MarketConfig, rate: int, duration: float) -> dict[str, Any]:
+    source = OrderSource()
+    histogram = HdrHistogram(1, 60_000_000, 3)
+    failures = 0
+    client = ShardClient(market, "bench-latency", retry_for=10.0)
+
+    async def one(due: float) -> None:
+        nonlocal failures
+        try:
+            await client.submit(source.next())
+        except ShardError:
+            failures += 1
+            return
+        histogram.record_value(max(1, int((trio.current_time() - due) * 1e6)))
+
+    started = trio.current_time()
+    sent = 0
+    try:
+        async with trio.open_nursery() as nursery:
+            now = started
+            while now - started < duration:
+                due_count = int((now - started) * rate) - sent
+                for k in range(due_count):
+                    nursery.start_soon(one, started + (sent + k) / rate)
+                sent += due_count
+                await trio.sleep(0.001)
+                now = trio.current_time()
+    finally:
+        await client.aclose()
+    elapsed = trio.current_time() - started
+
+    def ms(percentile: float) -> float:
+        return histogram.get_value_at_percentile(percentile) / 1000
+
+    return {
+        "offered_rate": rate,
+        "orders": sent,
+        "achieved_rate": histogram.get_total_count() / elapsed,
+        "failures": failures,
+        "p50_ms": ms(50),
+        "p99_ms": ms(99),
+        "p999_ms": ms(99.9),
+        "max_ms": histogram.get_max_value() / 1000,
+    }
+
+
+async def failover(group: ProcessGroup, market: MarketConfig, kills: int) -> dict[str, Any]:
+    times: list[float] = []
+    for _ in range(kills):
+        leader = await wait_healthy(market)
+        async with ShardClient(market, f"bench-failover-{len(times)}", retry_for=30.0) as client:
+            await client.submit(OrderSource().next())  # warm connection to the leader
+            killed_at = trio.current_time()
+            await group.kill(leader)
+            await client.submit(OrderSource().next())
+            times.append(trio.current_time() - killed_at)
+        await group.start(leader)
+    await wait_healthy(market)
+    if not times:
+        return {"kills": 0}
+    ordered = sorted(times)
+    return {
+        "kills": len(times),
+        "min_s": ordered[0],
+        "p50_s": statistics.median(ordered),
+        "p90_s": ordered[int(0.9 * (len(ordered) - 1))],
+        "max_s": ordered[-1],
+        "all_s": [round(t, 3) for t in times],
+    }
+
+
+async def run_bench(
+    cluster: ClusterConfig, group: ProcessGroup, args: dict[str, Any]
+) -> dict[str, Any]:
+    market = cluster.markets[0]
+    await group.start_all()
+    try:
+        await wait_healthy(market)
+        report: dict[str, Any] = {"nproc": os.cpu_count(), "durability": cluster.durability}
+        if args["duration"] > 0:
+            report["throughput"] = await closed_loop(market, args["inflight"], args["duration"])
+            await wait_healthy(market)
+            report["latency"] = await open_loop(market, args["rate"], args["duration"])
+        report["failover"] = await failover(group, market, args["kills"])
+        return report
+    finally:
+        await group.stop_all()
+
+
+@bench_app.command("shard")
+def bench_shard(
+    rate: int = typer.Option(20_000, help="Offered orders/s for the latency phase."),
+    duration: float = typer.Option(10.0, help="Seconds per load phase (0 skips them)."),
+    inflight: int = typer.Option(2000, help="Submits in flight in the throughput phase."),
+    kills: int = typer.Option(20, help="Leader kill -9 failovers to time."),
+    durability: str = typer.Option("fsync", help="Replica durability: fsync or none."),
+    workdir: str | None = typer.Option(None, help="Data and logs here (default: a temp dir)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Benchmark one market's 3-replica group of real processes (see module docstring)."""
+    base = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="clob-bench-shard-"))
+    base.mkdir(parents=True, exist_ok=True)
+    config = write_topology(base, durability)
+    cluster = load_config(config)
+    group = ProcessGroup()
+    for replica in cluster.markets[0].replicas:
+        argv = [*clob_command(), "node", "--config", str(config), "--node", replica.name]
+        argv += ["--log-level", "WARNING"]
+        group.add(replica.name, argv, base / f"{replica.name}.log")
+    args = {"duration": duration, "inflight": inflight, "rate": rate, "kills": kills}
+    report = trio.run(run_bench, cluster, group, args)
+    if workdir is None:
+        shutil.rmtree(base, ignore_errors=True)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    typer.echo(f"nproc {report['nproc']}, durability {report['durability']}, 3 replicas")
+    if "throughput" in report:
+        t, lat = report["throughput"], report["latency"]
+        typer.echo(
+            f"throughput: {t['orders_per_s']:.0f} orders/s committed+applied "
+            f"({t['orders']} in {t['seconds']:.1f}s, {t['inflight']} in flight)"
+        )
+        typer.echo(
+            f"latency at {lat['offered_rate']}/s offered ({lat['achieved_rate']:.0f}/s done): "
+            f"p50 {lat['p50_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms, "
+            f"p99.9 {lat['p999_ms']:.2f} ms, max {lat['max_ms']:.2f} ms, "
+            f"{lat['failures']} failed"
+        )
+    f = report["failover"]
+    if f.get("kills"):
+        typer.echo(
+            f"failover over {f['kills']} leader kills: min {f['min_s']:.3f}s, "
+            f"p50 {f['p50_s']:.3f}s, p90 {f['p90_s']:.3f}s, max {f['max_s']:.3f}s"
+        )
