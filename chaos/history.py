@@ -162,8 +162,8 @@ class History:
         """Write the whole history as JSON lines (for a human chasing a violation)."""
         with path.open("wb") as out:
             for operation in sorted(self.operations, key=lambda o: o.invoke_ns):
-                out.write(orjson.dumps({"kind": "op", **attrs.asdict(operation)}) + b"\n")
+                out.write(orjson.dumps({"record": "op", **attrs.asdict(operation)}) + b"\n")
             for subscription in self.subscriptions:
-                out.write(orjson.dumps({"kind": "sub", **attrs.asdict(subscription)}) + b"\n")
+                out.write(orjson.dumps({"record": "sub", **attrs.asdict(subscription)}) + b"\n")
             for fault in self.faults:
-                out.write(orjson.dumps({"kind": "fault", **attrs.asdict(fault)}) + b"\n")
+                out.write(orjson.dumps({"record": "fault", **attrs.asdict(fault)}) + b"\n")

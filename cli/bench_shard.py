@@ -81,8 +81,8 @@ class OrderSource:
         n = next(self._n)
         side = "buy" if n % 2 else "sell"
         return (
-            '{"type":"new_order","market":"BTC-USD","user":"u%d","side":"%s",'
-            '"order_type":"limit","price":"100.00","qty":"0.001"}' % (n % 100, side)
+            f'{{"type":"new_order","market":"BTC-USD","user":"u{n % 100}","side":"{side}",'
+            '"order_type":"limit","price":"100.00","qty":"0.001"}'
         ).encode()
 
 
@@ -94,9 +94,9 @@ async def wait_healthy(market: MarketConfig, timeout: float = 60.0) -> str:
                 statuses = await client.status()
                 leader = next((s for s in statuses if s.role == "leader"), None)
                 applied = {s.applied_index for s in statuses}
-                if leader and all(s.reachable for s in statuses) and len(applied) == 1:
-                    if leader.applied_seq >= 1:
-                        return leader.name
+                healthy = all(s.reachable for s in statuses) and len(applied) == 1
+                if leader is not None and healthy and leader.applied_seq >= 1:
+                    return leader.name
                 await trio.sleep(0.05)
 
 
@@ -162,7 +162,7 @@ async def open_loop(market: MarketConfig, rate: int, duration: float) -> dict[st
     elapsed = trio.current_time() - started
 
     def ms(percentile: float) -> float:
-        return histogram.get_value_at_percentile(percentile) / 1000
+        return float(histogram.get_value_at_percentile(percentile)) / 1000
 
     return {
         "offered_rate": rate,

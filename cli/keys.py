@@ -18,13 +18,15 @@ def create(
     user: str = typer.Argument(..., help="The user the key authenticates as."),
     config: str = typer.Option(DEFAULT_CONFIG, help="Cluster configuration (names the keys file)."),
 ) -> None:
-    """Create a key for USER and print it (it is stored only hashed: keep it now)."""
+    """Create a key for USER and print it on stdout (it is stored only hashed: keep it now)."""
     store = _store(config)
     try:
         key = store.create(user)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="USER") from exc
-    typer.echo(f"user:   {key.user}\nkey id: {key.key_id}\napi key: {key.api_key}")
+    # the key alone on stdout, so scripts can take it: KEY=$(clob admin keys create alice)
+    typer.echo(f"created key {key.key_id} for {key.user} (shown once, stored hashed)", err=True)
+    typer.echo(key.api_key)
 
 
 @keys_app.command("revoke")

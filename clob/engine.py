@@ -212,8 +212,17 @@ class Engine:
         return [self.markets[name] for name in sorted(self.markets)]
 
 
+# Integers JSON encoders (orjson) can write; a larger echoed id is left out.
+_INT64_MIN = -(2**63)
+_UINT64_MAX = 2**64 - 1
+
+
 def _rejection(cmd: dict[Any, Any], seq: int, refusal: Reject) -> Rejected:
-    """The ``rejected`` event, echoing the command's well-typed identifying fields."""
+    """The ``rejected`` event, echoing the command's well-typed identifying fields.
+
+    An ``order_id`` outside the 64-bit range (possible from Python callers or
+    lenient JSON decoders) is not echoed, so every event stays encodable.
+    """
     market = cmd.get("market")
     user = cmd.get("user")
     coid = cmd.get("client_order_id")
@@ -225,5 +234,5 @@ def _rejection(cmd: dict[Any, Any], seq: int, refusal: Reject) -> Rejected:
         market if type(market) is str else None,
         user if type(user) is str else None,
         coid if type(coid) is str else None,
-        order_id if type(order_id) is int else None,
+        order_id if type(order_id) is int and _INT64_MIN <= order_id <= _UINT64_MAX else None,
     )

@@ -26,6 +26,7 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
 from gateway.client_streams import BookStream, StreamQueue, TradeStream, UserStream
+from gateway.settings import MAX_FRAME_BYTES
 
 CLIENT_MAX_MESSAGE = 64 * 1024 * 1024  # book snapshots can be large
 STREAM_QUEUE = 10_000
@@ -125,8 +126,11 @@ class GatewayClient:
         try:
             frame = {"op": op, "id": request_id}
             frame.update({k: v for k, v in fields.items() if v is not None})
+            text = orjson.dumps(frame).decode()
+            if len(text) > MAX_FRAME_BYTES:  # the gateway would answer with id null
+                raise ClientError("too_large", f"The request is over {MAX_FRAME_BYTES} bytes.")
             try:
-                await self.ws.send_message(orjson.dumps(frame).decode())
+                await self.ws.send_message(text)
             except ConnectionClosed as exc:
                 raise Disconnected(str(exc.reason)) from None
             await pending.done.wait()

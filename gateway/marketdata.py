@@ -74,7 +74,8 @@ class MarketFeed:
         self.market = market
         self.backend = backend
         self.seq = 0
-        self.synced = False
+        self.synced = False  # the book has been loaded once
+        self.healthy = False  # the upstream subscription works now
         self.bids = Book(descending=True)
         self.asks = Book(descending=False)
         self._book_subs: dict[Sink, int | None] = {}  # sink -> seq of the last message it got
@@ -133,6 +134,7 @@ class MarketFeed:
                     await self._load_book()
                     need_book = False
                 stream = self.backend.subscribe(self.seq + 1)
+                self.healthy = True
                 try:
                     async for item in stream:
                         self.apply(item)
@@ -151,6 +153,7 @@ class MarketFeed:
             except Exception as exc:  # a bug or a malformed item: never take the gateway down
                 self._log.error("feed failed; reloading the book", seq=self.seq, exc_info=exc)
                 need_book = True
+            self.healthy = False
             await trio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
 

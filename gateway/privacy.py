@@ -15,17 +15,6 @@ def redact(event: Event, user: str | None) -> Event:
     return {k: v for k, v in event.items() if k not in _NAMES or v == user}
 
 
-def concerns(event: Event, user: str) -> bool:
-    """Whether ``event`` belongs on ``user``'s private stream (own accepted, fills, cancels,
-    amends)."""
-    kind = event.get("type")
-    if kind == "fill":
-        return event.get("taker_user") == user or event.get("maker_user") == user
-    if kind in ("accepted", "cancelled", "amended"):
-        return event.get("user") == user
-    return False
-
-
 def users_of(event: Event) -> tuple[str, ...]:
     """The users whose private stream ``event`` goes to."""
     kind = event.get("type")

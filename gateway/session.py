@@ -119,6 +119,9 @@ class Session:
         """Queue a frame for the client (replies and stream messages alike); never blocks."""
         if not self.outbox.push(message) and not self._slow and self._nursery is not None:
             self._slow = True
+            self.gw.stats.slow_consumers += 1
+            metrics.SLOW_CONSUMERS.inc()
+            self.log.warning("slow consumer; closing", buffer=self.outbox.limit)
             self._nursery.start_soon(self._slow_consumer_deadline)
 
     async def _slow_consumer_deadline(self) -> None:
@@ -129,10 +132,7 @@ class Session:
     async def _send_loop(self) -> None:
         while True:
             message = await self.outbox.get()
-            if message is None:
-                self.gw.stats.slow_consumers += 1
-                metrics.SLOW_CONSUMERS.inc()
-                self.log.warning("slow consumer; closing", buffer=self.outbox.limit)
+            if message is None:  # overflowed: tell the client why, then close
                 with contextlib.suppress(ConnectionClosed):  # it is gone either way
                     await self.ws.send_message(SLOW_CONSUMER)
                 self._end(*CLOSE_SLOW)
@@ -231,7 +231,7 @@ class Session:
                 "market": m.name,
                 "tick_size": m.tick_size,
                 "lot_size": m.lot_size,
-                "status": "open" if self.gw.feeds[m.name].synced else "unavailable",
+                "status": "open" if self.gw.feeds[m.name].healthy else "unavailable",
             }
             for m in self.gw.router.markets
         ]

@@ -24,7 +24,7 @@ class GatewaySettings:
     rate_per_second: float = 1000.0
     rate_burst: float = 2000.0
     # requests accepted but not yet answered, per connection and market
-    max_pending_per_market: int = 1024
+    max_pending_per_market: int = 2048
     # messages queued for one connection (replies and stream messages together)
     outbound_buffer: int = 4096
     # how long a slow consumer gets to receive its slow_consumer notice

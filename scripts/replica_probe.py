@@ -129,7 +129,8 @@ async def first_ack(market: MarketConfig, tag: str, since: float) -> None:
 
 
 async def check_orders(market: MarketConfig, files: list[str]) -> None:
-    expected = {line.strip() for f in files for line in open(f) if line.strip()}
+    expected = {line.strip() for f in files for line in Path(f).read_text().splitlines()}
+    expected.discard("")
     live: set[str] = set()
     async with ShardClient(market, "probe", retry_for=10.0) as client:
         for user in range(USERS):

@@ -20,13 +20,17 @@ def test_encoded_entries_are_proposal_batches() -> None:
     ]
 
 
-@pytest.mark.parametrize("durability", [Durability.FSYNC, Durability.NONE])
+@pytest.mark.parametrize(
+    ("durability", "parallel"),
+    [(Durability.FSYNC, True), (Durability.FSYNC, False), (Durability.NONE, True)],
+)
 def test_group_commits_and_every_replica_recovers_the_log(
-    tmp_path: Path, durability: Durability
+    tmp_path: Path, durability: Durability, parallel: bool
 ) -> None:
     result = run_consensus_bench(
-        tmp_path, durability, 0.3, 16, 512, progress=False, compact_every=20
+        tmp_path, durability, 0.3, 16, 512, False, compact_every=20, parallel_sync=parallel
     )
+    assert result["parallel_sync"] == (parallel and durability is Durability.FSYNC)
     assert result["commands"] > 0 and result["commands"] == 16 * result["entries"]
     assert result["snapshots"] >= 3
     assert (min(result["fsyncs"].values()) > 0) == (durability is Durability.FSYNC)

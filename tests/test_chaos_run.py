@@ -24,4 +24,4 @@ async def test_short_chaos_run_finds_no_violation(tmp_path: Path) -> None:
     # the faults really happened and the system came back from them
     assert any(kind in report for kind in KINDS)
     history = (tmp_path / "run" / "history.jsonl").read_text()
-    assert '"kind":"fault"' in history
+    assert '"record":"fault"' in history

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
 
 from chaos.checker import CommittedEntry, CommittedLog, Violation
@@ -80,3 +81,15 @@ def test_cli_fault_kinds_match_the_harness() -> None:
     from cli import chaos as cli_chaos
 
     assert cli_chaos.FAULT_KINDS == FAULT_KINDS
+
+
+def test_history_dump_keeps_every_record(tmp_path: Path) -> None:
+    history = History()
+    pending = history.invoke("c1", "u1", "orders", "BTC-USD", {"market": "BTC-USD"})
+    history.ok(pending, 3, [{"type": "orders", "orders": []}])
+    history.subscribe("c1", "u1", "user", None).record({"seq": 3})
+    history.fault(FaultRecord("kill_leader", "btc-usd-1", "BTC-USD", 1, 2))
+    history.dump(tmp_path / "h.jsonl")
+    rows = [orjson.loads(line) for line in (tmp_path / "h.jsonl").read_bytes().splitlines()]
+    assert [r["record"] for r in rows] == ["op", "sub", "fault"]
+    assert rows[2]["kind"] == "kill_leader" and rows[0]["seq"] == 3

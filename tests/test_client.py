@@ -60,6 +60,10 @@ async def test_errors_raise_client_error(tmp_path: Path) -> None:
             ("ETH-USD", "open"),
         ]
         assert (await c.ping()).endswith("Z")
+        with pytest.raises(ClientError) as info:
+            await c.request("ping", pad="x" * 70_000)
+        assert info.value.code == "too_large"
+        assert (await c.ping()).endswith("Z")
 
 
 async def test_book_stream_resubscribes_after_an_injected_gap(tmp_path: Path) -> None:

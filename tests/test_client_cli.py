@@ -30,9 +30,7 @@ def test_keys_create_list_revoke(config_path: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     created = runner.invoke(app, ["admin", "keys", "create", "carol", "--config", str(config_path)])
     assert created.exit_code == 0, created.output
-    api_key = next(
-        line.split()[-1] for line in created.output.splitlines() if line.startswith("api key")
-    )
+    api_key = created.stdout.strip()
     store = KeyStore(tmp_path / "keys.json")
     assert store.verify(api_key) == "carol"
     listed = runner.invoke(app, ["admin", "keys", "list", "--config", str(config_path)])

@@ -23,6 +23,18 @@ def node_argv(config: Path, name: str) -> list[str]:
     return [sys.executable, "-c", code, "node", "--config", str(config), "--node", name]
 
 
+async def http_get(address: str) -> str:
+    host, port = address.rsplit(":", 1)
+    stream = await trio.open_tcp_stream(host, int(port))
+    async with stream:
+        await stream.send_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        chunks = []
+        with trio.fail_after(10):
+            while data := await stream.receive_some(65536):
+                chunks.append(data)
+    return b"".join(chunks).decode()
+
+
 async def test_single_replica_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     path, cluster = write_topology(tmp_path, replicas=1, durability="fsync", metrics=True)
     market = cluster.markets[0]
@@ -40,6 +52,9 @@ async def test_single_replica_serves_and_stops_cleanly_on_sigterm(tmp_path: Path
                     await trio.sleep(0.1)
             result = await client.query({"type": "book", "market": market.name})
             assert result.events[0]["bids"] == []
+        metrics = await http_get(market.replicas[0].metrics or "")
+        assert 'clob_raft_role{market="BTC-USD",node="btc-usd-1",role="leader"} 1.0' in metrics
+        assert "clob_fsync_seconds_bucket" in metrics
         process.send_signal(signal.SIGTERM)
         with trio.fail_after(15):
             code = await process.wait()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from shard.raft import (
@@ -9,11 +11,13 @@ from shard.raft import (
     InvalidChange,
     MembershipChange,
     ProposalDropped,
+    Raft,
     RaftConfig,
     Role,
 )
-from shard.raft.messages import TimeoutNow
-from shard.records import Membership
+from shard.raft.membership import encode_membership
+from shard.raft.messages import AppendEntries, TimeoutNow
+from shard.records import Entry, EntryKind, Membership
 from shard.sim.lockstep import LockstepCluster
 
 
@@ -142,3 +146,13 @@ def test_transfer_is_abandoned_after_an_election_timeout() -> None:
     c.tick(["a", "b"], times=10)
     assert c.leader() == "a"
     c.propose("a", b"accepted again")
+
+
+def test_replaced_config_entry_at_same_index_takes_the_new_membership() -> None:
+    r = Raft(RaftConfig(node_id="b"), random.Random(0), membership=Membership(("a", "b", "c")))
+    first = Entry(1, 1, EntryKind.CONFIG, encode_membership(Membership(("a", "b"))))
+    r.step(AppendEntries("a", "b", 1, 0, 0, (first,), commit=0))
+    assert r.membership.voters == ("a", "b")
+    other = Entry(2, 1, EntryKind.CONFIG, encode_membership(Membership(("a", "b", "c"), ("d",))))
+    r.step(AppendEntries("c", "b", 2, 0, 0, (other,), commit=0))
+    assert r.membership == Membership(("a", "b", "c"), ("d",))

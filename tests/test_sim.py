@@ -44,7 +44,8 @@ def test_faults_and_features_are_all_exercised() -> None:
         _check(r)
         for k, v in r.stats.items():
             totals[k] = totals.get(k, 0) + v
-    for key in ("crashes", "partitions", "snapshots", "membership_changes", "transfers", "reads"):
+    features = ("crashes", "partitions", "snapshots", "membership_changes", "transfers", "reads")
+    for key in (*features, "early_sends", "snapshot_installs"):
         assert totals.get(key, 0) > 0, key
     assert totals["acked"] > 500
 

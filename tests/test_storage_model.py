@@ -10,9 +10,16 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from shard.records import Entry, EntryKind, HardState, Membership, SnapshotMeta
 from shard.storage import Storage, open_storage
@@ -139,3 +146,11 @@ class StorageMachine(RuleBasedStateMachine):
 
 TestStorageModel = StorageMachine.TestCase
 TestStorageModel.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+
+
+@pytest.mark.slow
+def test_storage_model_soak() -> None:
+    run_state_machine_as_test(
+        StorageMachine,
+        settings=settings(max_examples=1000, stateful_step_count=80, deadline=None),
+    )

@@ -367,3 +367,51 @@ def test_installed_snapshot_replacing_the_log_discards_even_a_matching_suffix(
     storage, recovered = open_storage(tmp_path)
     assert recovered.entries == [] and storage.last_index == 20
     storage.close()
+
+
+class Crash(BaseException):
+    """The process dies here."""
+
+
+def test_crash_part_way_through_deleting_segments(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage, _ = open_storage(tmp_path, segment_bytes=300)
+    for i in range(1, 61):
+        storage.append(entries(i, i))
+        storage.sync()
+    before = len(list_segments(tmp_path))
+    storage.save_snapshot(SnapshotMeta(50, 1, Membership(("a",))), b"s50")
+    real_unlink = Path.unlink
+    calls = [0]
+
+    def unlink_then_crash(self: Path, missing_ok: bool = False) -> None:
+        if calls[0] == 2:
+            raise Crash
+        calls[0] += 1
+        real_unlink(self, missing_ok)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "unlink", unlink_then_crash)
+        with pytest.raises(Crash):
+            storage.sync()
+    storage.close()
+    seqs = [seq for seq, _ in list_segments(tmp_path)]
+    assert seqs[0] == 3 and seqs[-1] >= before  # the two oldest are gone, no hole
+    storage, recovered = open_storage(tmp_path, segment_bytes=300)
+    assert recovered.entries == entries(51, 60)
+    storage.sync()
+    storage.close()
+
+
+def test_storage_is_a_context_manager_and_close_is_idempotent(tmp_path: Path) -> None:
+    storage, _ = open_storage(tmp_path)
+    with storage:
+        storage.append(entries(1, 2))
+        storage.sync()
+    storage.close()
+    with pytest.raises(StorageError, match="closed"):
+        storage.append(entries(3, 3))
+    again, recovered = open_storage(tmp_path)  # the lock was released
+    with again:
+        assert recovered.entries == entries(1, 2)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import os
+from collections import deque
 from typing import Any, Self
 
 import orjson
@@ -41,6 +42,7 @@ _CONNECT_TIMEOUT_S = 1.0
 _STATUS_TIMEOUT_S = 1.0
 _BACKOFF_MIN_S = 0.005
 _BACKOFF_MAX_S = 0.1
+_ACK_STEP = 64
 
 
 class ConnectFailed(Exception):
@@ -52,11 +54,12 @@ class ConnectionLost(Exception):
 
 
 class _Slot:
-    __slots__ = ("reply", "wake")
+    __slots__ = ("gone", "reply", "wake")
 
     def __init__(self) -> None:
         self.reply: protocol.Message | None = None
         self.wake = trio.Event()
+        self.gone = False  # its waiter left (cancelled)
 
 
 class ReplicaConnection:
@@ -69,6 +72,7 @@ class ReplicaConnection:
         self._connect_lock = trio.Lock()
         self._decoder = FrameDecoder()
         self._waiting: dict[int, _Slot] = {}
+        self._unanswered: deque[_Slot] = deque()  # hand-over candidates, oldest first
         self._rids = itertools.count(1)
         self._reading = False
         self._writing = False
@@ -97,6 +101,7 @@ class ReplicaConnection:
         message["rid"] = rid
         slot = _Slot()
         self._waiting[rid] = slot
+        self._unanswered.append(slot)
         try:
             self._outbox.append(encode_frame(message))
             if not self._writing:
@@ -111,6 +116,7 @@ class ReplicaConnection:
                     await self._read_once(stream)
             return slot.reply
         finally:
+            slot.gone = True
             del self._waiting[rid]
 
     async def _flush(self, stream: trio.SocketStream) -> None:
@@ -153,10 +159,14 @@ class ReplicaConnection:
             self._hand_over()
 
     def _hand_over(self) -> None:
-        for slot in self._waiting.values():
-            if slot.reply is None:
-                slot.wake.set()  # that waiter loops and becomes the reader
+        """Wake one waiter still without a reply; it loops and becomes the reader."""
+        unanswered = self._unanswered
+        while unanswered:
+            slot = unanswered[0]
+            if slot.reply is None and not slot.gone:
+                slot.wake.set()
                 return
+            unanswered.popleft()
 
     def _fail(self, exc: Exception) -> None:
         if self.failure is None:
@@ -235,8 +245,13 @@ class ShardClient:
             self._answered.discard(heapq.heappop(self._inflight))
 
     def _ack_below(self) -> int:
-        """Every request number below this has its answer; the group may forget them."""
-        return self._inflight[0] if self._inflight else self._next_req
+        """Every request number below this has its answer; the group may forget them.
+
+        Rounded down to a multiple of 64: each rise makes the replicas sweep
+        this client's remembered results, so it should not rise on every request.
+        """
+        low = self._inflight[0] if self._inflight else self._next_req
+        return low - low % _ACK_STEP
 
     # -- requests ----------------------------------------------------------
 

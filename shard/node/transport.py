@@ -22,6 +22,7 @@ refused: two processes started with the same name must not both vote.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from typing import Any
 
@@ -179,14 +180,15 @@ class PeerTransport:
                 return
             entry = self._inbound[name]
             while True:
+                # Frames that came with the hello are already buffered: deliver first.
+                for payload in decoder.messages():
+                    if payload is not _PING:
+                        await self._send_received.send((name, payload))
                 data = await stream.receive_some(_READ_SIZE)
                 if not data:
                     return
                 entry.last_seen = trio.current_time()
                 decoder.feed(data)
-                for payload in decoder.messages():
-                    if payload is not _PING:
-                        await self._send_received.send((name, payload))
         except FrameError as exc:
             self._log.warning("malformed frame from peer", peer=name, error=str(exc))
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, EOFError):
@@ -275,6 +277,7 @@ class PeerTransport:
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_watch_close, stream, nursery.cancel_scope)
+                    nursery.start_soon(_keepalive, peer)
                     await self._pump(peer, stream, nursery.cancel_scope)
             finally:
                 _drain(peer.receive)  # stale while down; Raft resends what still matters
@@ -289,19 +292,27 @@ class PeerTransport:
         scope.cancel()
 
     async def _pump_forever(self, peer: _Peer, stream: trio.SocketStream) -> None:
+        receive = peer.receive
         while True:
-            with trio.move_on_after(_KEEPALIVE_S):
-                first = await peer.receive.receive()
-                chunks = [encode_frame(first)]
-                while len(chunks) < 4096:
-                    try:
-                        chunks.append(encode_frame(peer.receive.receive_nowait()))
-                    except trio.WouldBlock:
-                        break
-                await stream.send_all(b"".join(chunks))
-                peer.sent += len(chunks)
-                continue
-            await stream.send_all(encode_frame(_PING))
+            chunks = [encode_frame(await receive.receive())]
+            while len(chunks) < 4096:
+                try:
+                    chunks.append(encode_frame(receive.receive_nowait()))
+                except trio.WouldBlock:
+                    break
+            await stream.send_all(b"".join(chunks))
+            peer.sent += len(chunks)
+
+
+async def _keepalive(peer: _Peer) -> None:
+    """Queue a ping whenever the link was idle for a while, so the peer sees us alive."""
+    last = -1
+    while True:
+        await trio.sleep(_KEEPALIVE_S)
+        if peer.sent == last:
+            with contextlib.suppress(trio.WouldBlock):
+                peer.send.send_nowait(_PING)
+        last = peer.sent
 
 
 async def _watch_close(stream: trio.SocketStream, scope: trio.CancelScope) -> None:

@@ -490,12 +490,19 @@ class Raft(Leadership):
 
     def _after_append(self, first: int) -> None:
         """Entries from ``first`` on were (re)written: refresh the config in force."""
-        first = max(first, self.log.first_index())
-        self._config_indices = [i for i in self._config_indices if i < first]
-        for i in range(first, self.log.last_index() + 1):
-            if self.log.entry(i).kind is EntryKind.CONFIG:
-                self._config_indices.append(i)
-        new = self._membership_at(self.log.last_index())
+        log = self.log
+        first = max(first, log.first_index())
+        before = self._config_indices
+        after = [i for i in before if i < first]
+        base = log.snap_index + 1
+        config = EntryKind.CONFIG
+        for pos, e in enumerate(log.entries[first - base :]):
+            if e.kind is config:
+                after.append(first + pos)
+        if after == before and (not after or after[-1] < first):
+            return  # no CONFIG entry written or truncated: membership unchanged
+        self._config_indices = after
+        new = self._membership_at(log.last_index())
         if new != self.membership:
             self.membership = new
             self._membership_changed()

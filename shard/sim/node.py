@@ -123,6 +123,7 @@ class SimNode:
             self.ready = rd
             self.sent_early = rd.send_before_persist and self.rng.random() < 0.5
             if self.sent_early:
+                self.cluster.stats["early_sends"] += 1
                 for m in rd.messages:  # a leader may replicate while it persists
                     self.cluster.network.send(m, now)
             self.sync_at = now + self.rng.choice((0, 0, 0, 1, 2))
@@ -141,6 +142,7 @@ class SimNode:
         if rd.snapshot is not None:
             meta = rd.snapshot.meta
             cl.trace.log(f"{self.id} installs snapshot at {meta.index}/t{meta.term}")
+            cl.stats["snapshot_installs"] += 1
             cl.checker.on_snapshot(self.id, meta.index, rd.snapshot.data)
             self.sm = ReplicatedStateMachine(self.make_app())
             self.sm.restore(rd.snapshot.data)

@@ -124,8 +124,17 @@ class Storage:
             snapshot_index=meta.index if meta is not None else 0,
         )
 
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def close(self) -> None:
-        """Close files and release the directory lock; unsynced records are dropped."""
+        """Close files and release the directory lock; unsynced records are dropped.
+
+        Idempotent. ``with storage: ...`` closes it on exit.
+        """
         self._wal.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing releases the flock
@@ -167,14 +176,14 @@ def open_storage(
 
 def _lock_directory(path: Path, mode: Durability) -> int:
     """Create the directory if needed and take an exclusive lock on it."""
-    if not path.is_dir():
-        path.mkdir(parents=True)
-        if mode is Durability.FSYNC:
-            fsync_directory(path.parent)
     try:
+        if not path.is_dir():
+            path.mkdir(parents=True)
+            if mode is Durability.FSYNC:
+                fsync_directory(path.parent)
         fd = os.open(path / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
-        raise storage_error(exc, f"opening {path / _LOCK_FILE}") from exc
+        raise storage_error(exc, f"creating or locking {path}") from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as exc:

@@ -355,15 +355,19 @@ class WriteAheadLog:
             doomed += 1
         if not doomed:
             return
+        deleted = doomed
         try:
-            for seg in self._segments[:doomed]:
-                seg.path.unlink()
-            if self._durability is Durability.FSYNC:
-                fsync_directory(self._dir)
+            # Oldest first, each deletion durable before the next: a crash part-way
+            # leaves a contiguous run of segments, never a hole in the numbering.
+            while doomed:
+                self._segments[0].path.unlink()
+                if self._durability is Durability.FSYNC:
+                    fsync_directory(self._dir)
+                del self._segments[0]
+                doomed -= 1
         except OSError as exc:
             raise self._fail(exc, "deleting compacted WAL segments") from exc
-        del self._segments[:doomed]
-        log.info("wal compacted", base_index=base, deleted_segments=doomed)
+        log.info("wal compacted", base_index=base, deleted_segments=deleted)
 
 
 def _replay_segment(

@@ -96,6 +96,8 @@ def encode_entries(out: bytearray, entries: Sequence[Entry]) -> None:
             raise ValueError(f"entries not contiguous: {entry.index} where {expected} was due")
         expected += 1
         data = entry.data
+        if len(data) > MAX_PAYLOAD:
+            raise ValueError(f"entry {entry.index} is {len(data)} bytes, over {MAX_PAYLOAD}")
         prefix = pack(_ENTRY, entry.kind, 0, len(data), entry.term, entry.index, crc32(data))
         out += prefix
         out += pack_crc(crc32(prefix))
