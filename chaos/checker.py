@@ -17,90 +17,49 @@ committed commands are a duplicate).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
 import orjson
 
+from chaos.committed import (
+    CommittedEntry,
+    CommittedLog,
+    Violation,
+    leaked_names,
+    redact,
+)
 from chaos.history import Event, Operation, Subscription
 from chaos.order_model import OrderModel, order_key
+from chaos.stream_checks import check_streams
 from shard.node.api import NodeStatus
 
-_NAME_FIELDS = ("maker_user", "taker_user")
-_STREAM_EVENT_TYPES = frozenset({"accepted", "fill", "cancelled", "amended"})
-
-
-@attrs.frozen
-class Violation:
-    kind: str
-    market: str | None
-    message: str
-    op_ids: tuple[int, ...] = ()
-
-
-@attrs.frozen
-class CommittedEntry:
-    """One applied command: its seq, its events and, when known, the command."""
-
-    seq: int
-    events: tuple[Event, ...]
-    command: dict[str, Any] | None = None
-
-
-@attrs.frozen
-class CommittedLog:
-    """A market's committed commands from ``first_seq`` to ``last_seq`` without a gap."""
-
-    market: str
-    entries: Mapping[int, CommittedEntry]
-    first_seq: int = 1
-    last_seq: int = 0
-
-    @classmethod
-    def from_entries(cls, market: str, entries: Iterable[CommittedEntry]) -> CommittedLog:
-        by_seq = {e.seq: e for e in entries}
-        if not by_seq:
-            return cls(market, {}, 1, 0)
-        first = min(by_seq)
-        last = first
-        while last + 1 in by_seq:
-            last += 1
-        return cls(market, {s: e for s, e in by_seq.items() if s <= last}, first, last)
-
-    def covers(self, seq: int) -> bool:
-        return self.first_seq <= seq <= self.last_seq
-
-    def has_commands(self) -> bool:
-        return bool(self.entries) and all(e.command is not None for e in self.entries.values())
+__all__ = [
+    "CheckReport",
+    "CommittedEntry",
+    "CommittedLog",
+    "EngineLike",
+    "Violation",
+    "check_acknowledged",
+    "check_all",
+    "check_checkpoints",
+    "check_no_duplicates",
+    "check_queries",
+    "check_realtime",
+    "check_replay",
+    "check_replica_logs",
+    "check_replicas",
+    "check_streams",
+    "leaked_names",
+    "redact",
+]
 
 
 class EngineLike(Protocol):
     def execute(self, command: object, seq: int) -> list[Any]: ...
 
     def encode(self, event: Any) -> dict[str, Any]: ...
-
-
-def redact(events: Iterable[Event], user: str) -> list[Event]:
-    """Events as ``user`` may see them: other users' names removed from fills."""
-    out = []
-    for event in events:
-        shown = dict(event)
-        for field in _NAME_FIELDS:
-            if field in shown and shown[field] != user:
-                del shown[field]
-        out.append(shown)
-    return out
-
-
-def leaked_names(events: Iterable[Event], user: str) -> list[str]:
-    """Other users' names that ``user`` was shown (PROTOCOL.md: fills hide them)."""
-    return [
-        str(event[field])
-        for event in events
-        for field in _NAME_FIELDS
-        if event.get(field) not in (None, user)
-    ]
 
 
 def _canonical(command: Mapping[str, Any]) -> bytes:
@@ -459,91 +418,6 @@ def check_queries(ops: Sequence[Operation], logs: Mapping[str, CommittedLog]) ->
                         (op.op_id,),
                     )
                 )
-    return out
-
-
-def _concerns(event: Event, user: str) -> bool:
-    if event.get("type") not in _STREAM_EVENT_TYPES:
-        return False
-    if event.get("type") == "fill":
-        return user in (event.get("maker_user"), event.get("taker_user"))
-    return event.get("user") == user
-
-
-def _compare_stream(
-    kind: str,
-    market: str,
-    sub: Subscription,
-    got: list[tuple[int, Any]],
-    want: list[tuple[int, Any]],
-) -> Violation | None:
-    if got == want:
-        return None
-    for i, (g, w) in enumerate(zip(got, want, strict=False)):
-        if g != w:
-            what = "gap: missing" if g in want[i:] else "mismatch: expected"
-            return Violation(
-                kind,
-                market,
-                f"{sub.channel} stream of {sub.process} ({sub.user}) {what} {w!r}, got {g!r}",
-            )
-    shorter = "missing" if len(got) < len(want) else "extra"
-    extra = want[len(got)] if len(got) < len(want) else got[len(want)]
-    return Violation(kind, market, f"{sub.channel} stream of {sub.process}: {shorter} {extra!r}")
-
-
-def check_streams(
-    subscriptions: Sequence[Subscription], logs: Mapping[str, CommittedLog]
-) -> list[Violation]:
-    """Each stream session equals the committed events from its first to its last message."""
-    out: list[Violation] = []
-    for sub in subscriptions:
-        per_market: dict[str, list[tuple[int, Any]]] = defaultdict(list)
-        for message in sub.messages:
-            market = str(message.get("market", sub.market))
-            if sub.channel == "user":
-                event = message.get("event", {})
-                if leaked_names([event], sub.user):
-                    out.append(
-                        Violation(
-                            "privacy",
-                            market,
-                            f"user stream of {sub.user!r} shows {leaked_names([event], sub.user)}",
-                        )
-                    )
-                if event.get("type") in _STREAM_EVENT_TYPES:
-                    per_market[market].append((int(message["seq"]), redact([event], sub.user)[0]))
-            elif sub.channel == "trades" and message.get("type") == "trade":
-                fields = ("seq", "trade_id", "price", "qty", "taker_side")
-                per_market[market].append(
-                    (int(message["seq"]), {k: message.get(k) for k in fields})
-                )
-        for market, got in per_market.items():
-            log = logs.get(market)
-            first, last = got[0][0], got[-1][0]
-            if log is None or not (log.covers(first) and log.covers(last)):
-                continue
-            want: list[tuple[int, Any]] = []
-            for seq in range(first, last + 1):
-                for event in log.entries[seq].events:
-                    if sub.channel == "user" and _concerns(event, sub.user):
-                        want.append((seq, redact([event], sub.user)[0]))
-                    elif sub.channel == "trades" and event.get("type") == "fill":
-                        want.append(
-                            (
-                                seq,
-                                {
-                                    "seq": seq,
-                                    "trade_id": event.get("trade_id"),
-                                    "price": event.get("price"),
-                                    "qty": event.get("qty"),
-                                    "taker_side": event.get("taker_side"),
-                                },
-                            )
-                        )
-            violation = _compare_stream("stream", market, sub, got, want)
-            if violation is not None:
-                out.append(violation)
     return out
 
 

@@ -130,9 +130,15 @@ def read_offline(market: str, data_dir: Path, upto_seq: int | None = None) -> Co
 def merge_logs(
     market: str, events: Mapping[str, list[CommittedEntry]], offline: CommittedLog | None
 ) -> CommittedLog:
-    """The longest replica event log, with commands from ``offline`` where it covers it."""
+    """The longest replica event log, with commands from ``offline`` where it covers it.
+
+    When no replica could stream its events from seq 1 but a data directory
+    could be read from seq 1, the offline copy (commands and events) is used.
+    """
     best = max(events.values(), key=len, default=[])
     commands = offline.entries if offline is not None else {}
+    if offline is not None and offline.first_seq == 1 and offline.last_seq > len(best):
+        return CommittedLog.from_entries(market, offline.entries.values())
     merged = [
         CommittedEntry(e.seq, e.events, commands[e.seq].command if e.seq in commands else None)
         for e in best

@@ -1,11 +1,12 @@
 """``clob bench consensus``: commands/s committed by an in-process 3-replica group.
 
-Three Raft cores (:mod:`shard.raft`) run in one process, driven synchronously:
+Three Raft cores (:mod:`shard.raft`) run in one process, driven by one loop:
 each round the leader proposes NORMAL entries (each a batch of small client
 commands, :mod:`shard.proposals`), then every core's Ready is persisted with
 real files through :mod:`shard.storage` (append + hard state, one ``sync``
-per Ready: group commit), its messages are delivered in memory, and the
-leader counts the commands that come back committed. The load is closed-loop:
+per Ready: group commit; the three replicas' syncs run in parallel worker
+threads unless ``--no-parallel-sync``), its messages are delivered in
+memory, and the leader counts the commands that come back committed. The load is closed-loop:
 the leader keeps at most ``--window`` commands uncommitted, so batches grow
 to whatever the disk and CPU allow; the report says which sizes were reached.
 """

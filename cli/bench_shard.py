@@ -228,6 +228,7 @@ def bench_shard(
     durability: str = typer.Option("fsync", help="Replica durability: fsync or none."),
     workdir: str | None = typer.Option(None, help="Data and logs here (default: a temp dir)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    node_log_level: str = typer.Option("WARNING", help="Log level of the replica processes."),
 ) -> None:
     """Benchmark one market's 3-replica group of real processes (see module docstring)."""
     base = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="clob-bench-shard-"))
@@ -237,7 +238,7 @@ def bench_shard(
     group = ProcessGroup()
     for replica in cluster.markets[0].replicas:
         argv = [*clob_command(), "node", "--config", str(config), "--node", replica.name]
-        argv += ["--log-level", "WARNING"]
+        argv += ["--log-level", node_log_level]
         group.add(replica.name, argv, base / f"{replica.name}.log")
     args = {"duration": duration, "inflight": inflight, "rate": rate, "kills": kills}
     report = trio.run(run_bench, cluster, group, args)

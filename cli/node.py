@@ -7,7 +7,7 @@ import typer
 from cli.apps import app
 from config.load import ConfigError, load_config
 from shard.node.node import main as run_node_main
-from shard.node.runtime import ReplicaOptions
+from shard.node.options import ReplicaOptions
 from shard.observability import configure_logging
 
 

@@ -63,6 +63,11 @@ class KeyStore:
 
     def verify(self, api_key: str) -> str | None:
         """The user an API key belongs to, or None when it is unknown or revoked."""
+        record = self.check(api_key)
+        return record.user if record is not None else None
+
+    def check(self, api_key: str) -> KeyRecord | None:
+        """The record of a valid API key, or None when it is unknown or revoked."""
         key_id, dot, secret = api_key.partition(".")
         if not dot or not key_id or not secret:
             return None
@@ -71,7 +76,12 @@ class KeyStore:
         if record is None:
             return None
         expected = _digest(bytes.fromhex(record.salt), secret)
-        return record.user if hmac.compare_digest(expected, record.digest) else None
+        return record if hmac.compare_digest(expected, record.digest) else None
+
+    def key_ids(self) -> set[str]:
+        """The ids of every key in the file now."""
+        self._refresh()
+        return set(self._records)
 
     def create(self, user: str) -> NewKey:
         """Add a key for ``user``; the plain key is returned once and stored only hashed."""

@@ -33,6 +33,7 @@ async def serve_gateway(
     async with trio.open_nursery() as nursery:
         for feed in gateway.feeds.values():
             await nursery.start(feed.run)
+        nursery.start_soon(gateway.watch_keys)
         server = await nursery.start(
             partial(
                 serve_websocket,

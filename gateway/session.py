@@ -60,6 +60,7 @@ from shard.observability import get_logger
 SLOW_CONSUMER = encode({"channel": "system", "type": "slow_consumer"})
 CLOSE_SLOW = (1008, "slow consumer")
 CLOSE_IDLE = (1001, "idle timeout")
+CLOSE_REVOKED = (1008, "api key revoked")
 
 
 class Session:
@@ -82,6 +83,7 @@ class Session:
         self._nursery: trio.Nursery | None = None
         self._lanes: Lanes | None = None
         self._slow = False
+        self.key_ids: set[str] = set()  # the keys it authenticated with
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -104,6 +106,8 @@ class Session:
             self._nursery = None  # nothing may be started in it any more
             for feed in self.gw.feeds.values():
                 feed.remove_all(self)
+            for key_id in self.key_ids:
+                self.gw.release_key(key_id, self)
         with trio.move_on_after(self.settings.slow_consumer_grace_seconds):
             await self.ws.aclose(*self._close)
         # trio-websocket 0.12 leaves the socket open after closing a connection itself
@@ -237,17 +241,25 @@ class Session:
         ]
 
     def _auth(self, body: Auth) -> dict[str, Any]:
-        user = self.gw.keys.verify(body.api_key)
-        if user is None:
+        record = self.gw.keys.check(body.api_key)
+        if record is None:
             raise GatewayError("unauthenticated", "The API key is unknown or revoked.")
+        user = record.user
         if self.user is not None and user != self.user:
             raise GatewayError(
                 "forbidden", "This connection is already authenticated as another user."
             )
         if self.user is None:
-            self.log.info("authenticated", user=user)
+            self.log.info("authenticated", user=user, key_id=record.key_id)
         self.user = user
+        self.key_ids.add(record.key_id)
+        self.gw.hold_key(record.key_id, self)
         return {"user": user}
+
+    def key_revoked(self) -> None:
+        """The key this connection authenticated with was revoked: close it."""
+        self.log.info("closing: key revoked", user=self.user)
+        self._end(*CLOSE_REVOKED)
 
     def _need_user(self, body: Any) -> str:
         if self.user is None:

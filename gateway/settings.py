@@ -34,5 +34,7 @@ class GatewaySettings:
     idle_timeout_seconds: float = 60.0
     # bound on one backend call; a command past it gets ``timeout``
     request_timeout_seconds: float = 10.0
+    # how often the keys file is checked for revoked keys (their connections are closed)
+    keys_poll_seconds: float = 1.0
     # messages buffered between one market's upstream subscription and its fan-out
     feed_buffer: int = 10_000

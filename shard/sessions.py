@@ -8,12 +8,21 @@ request below ``ack_below`` is known to be finished and is never applied.
 
 The table is replicated state: every decision depends only on the log, so
 all replicas keep, forget and evict exactly the same sessions. It is bounded:
-at most ``max_clients`` sessions (the least recently active one by log index
-is evicted, ties broken by client id) and at most ``max_results`` remembered
-results per client (the oldest is forgotten and counts as acknowledged).
-A client evicted while it still has a request in flight loses the
-exactly-once guarantee for that request; size ``max_clients`` well above
-the number of clients active within a retry horizon.
+beyond ``max_clients`` sessions the least recently active one (by the log
+index of its latest proposal, ties broken by client id) is evicted, but only
+once it has been idle for ``min_idle_entries`` log entries, so a client that
+is still retrying is never forgotten (the table may then exceed
+``max_clients`` until sessions go idle). At most ``max_results`` results are
+remembered per client (the oldest is forgotten and counts as acknowledged).
+
+A proposal from an unknown client whose ``ack_below`` is above 1 must come
+from an evicted session (the client had answers before): it is refused as
+EXPIRED rather than risk applying a retry twice, and the session restarts
+above it. A client that stays silent longer than ``min_idle_entries`` and
+then retries a request may therefore get EXPIRED (a "session expired"
+error), never a second application, except for a request sent before any
+acknowledgement (``ack_below`` <= 1), which the table cannot tell from a
+new client's first request.
 """
 
 from __future__ import annotations
@@ -40,9 +49,12 @@ class Session:
 class SessionTable:
     """Deterministic, bounded table of client sessions."""
 
-    def __init__(self, *, max_clients: int = 10_000, max_results: int = 1_000) -> None:
+    def __init__(
+        self, *, max_clients: int = 10_000, max_results: int = 1_000, min_idle_entries: int = 10_000
+    ) -> None:
         self.max_clients = max_clients
         self.max_results = max_results
+        self.min_idle_entries = min_idle_entries
         self.sessions: dict[str, Session] = {}
 
     def check(self, client_id: str, request_no: int, ack_below: int, index: int) -> Verdict:
@@ -50,7 +62,13 @@ class SessionTable:
         s = self.sessions.get(client_id)
         if s is None:
             s = self.sessions[client_id] = Session(last_active=index)
-            self._evict_beyond_limit(keep=client_id)
+            self._evict_beyond_limit(keep=client_id, index=index)
+            if ack_below > 1:
+                # The client has had answers before, so its session existed and was
+                # evicted: we cannot tell whether this request was applied. Refuse it
+                # (and anything up to it); later request numbers work again.
+                s.ack_below = max(ack_below, request_no + 1)
+                return Verdict.EXPIRED
         s.last_active = max(s.last_active, index)
         if ack_below > s.ack_below:
             s.ack_below = ack_below
@@ -73,12 +91,14 @@ class SessionTable:
             del s.results[oldest]
             s.ack_below = max(s.ack_below, oldest + 1)
 
-    def _evict_beyond_limit(self, keep: str) -> None:
+    def _evict_beyond_limit(self, keep: str, index: int) -> None:
         while len(self.sessions) > self.max_clients:
             victim = min(
                 (c for c in self.sessions if c != keep),
                 key=lambda c: (self.sessions[c].last_active, c),
             )
+            if self.sessions[victim].last_active > index - self.min_idle_entries:
+                return  # everyone is recent enough that a retry may still come
             del self.sessions[victim]
 
     def __len__(self) -> int:

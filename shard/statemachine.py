@@ -57,10 +57,17 @@ class ReplicatedStateMachine:
     """Sessions + application, advanced by committed log entries."""
 
     def __init__(
-        self, app: Application, *, max_clients: int = 10_000, max_results: int = 1_000
+        self,
+        app: Application,
+        *,
+        max_clients: int = 10_000,
+        max_results: int = 1_000,
+        min_idle_entries: int = 10_000,
     ) -> None:
         self.app = app
-        self.sessions = SessionTable(max_clients=max_clients, max_results=max_results)
+        self.sessions = SessionTable(
+            max_clients=max_clients, max_results=max_results, min_idle_entries=min_idle_entries
+        )
         self.applied_index = 0
         self.applied_term = 0
         self.seq = 0

@@ -352,3 +352,22 @@ def test_checkpoint_digests_that_differ_are_caught() -> None:
     forked = {**same, "r2": (40, 17, "ef")}
     found = check_checkpoints(M, forked)
     assert [v.kind for v in found] == ["divergence"] and "index 40" in found[0].message
+
+
+def test_stream_sessions_may_cut_a_command_at_either_end_but_not_inside() -> None:
+    run = simulate()
+    alice, bob = run.subs[0], run.subs[1]
+    # alice's last command (seq 7) and bob's first (seq 3) each produced two events for them
+    assert [m["seq"] for m in alice.messages[-2:]] == [7, 7]
+    assert [m["seq"] for m in bob.messages[:2]] == [3, 3]
+    # a session that ended between the two events of its last command: fine
+    cut_tail = Subscription(9, "c-alice", "alice", "user", None, alice.messages[:-1])
+    assert check_streams([cut_tail], run.logs) == []
+    # a session that began between the two events of its first command: fine
+    cut_head = Subscription(10, "c-bob", "bob", "user", None, bob.messages[1:])
+    assert check_streams([cut_head], run.logs) == []
+    # an event missing inside the session is a gap
+    inner = Subscription(
+        11, "c-alice", "alice", "user", None, alice.messages[:1] + alice.messages[2:]
+    )
+    assert [v.kind for v in check_streams([inner], run.logs)] == ["stream"]

@@ -75,3 +75,6 @@ def test_offline_reader_returns_committed_commands_once(tmp_path: Path) -> None:
     merged = merge_logs("BTC-USD", live, log)
     assert merged.has_commands() and merged.last_seq == 3
     assert not merge_logs("BTC-USD", live, None).has_commands()
+    # no replica could stream from seq 1: the data directory's copy stands in
+    fallback = merge_logs("BTC-USD", {"r1": []}, log)
+    assert fallback.has_commands() and fallback.last_seq == 3

@@ -240,3 +240,11 @@ def test_execute_never_raises_on_odd_values() -> None:
     for i, command in enumerate(odd, 1):
         (event,) = engine.execute(command, i)
         assert engine.encode(event)["reason"] == "bad_command"
+
+
+def test_out_of_range_order_id_is_rejected_and_not_echoed() -> None:
+    s = ready()
+    (row,) = s.run(type="cancel", market="BTC-USD", user="bob", order_id=-(2**63) - 1)
+    assert row["reason"] == "unknown_order" and "order_id" not in row
+    (row,) = s.run(type="cancel", market="BTC-USD", user="bob", order_id=2**64 - 1)
+    assert row["order_id"] == 2**64 - 1

@@ -131,13 +131,20 @@ async def test_unauthenticated(tmp_path: Path) -> None:
 
 
 async def test_revoked_key_no_longer_authenticates(tmp_path: Path) -> None:
-    async with running_gateway(tmp_path) as gw, raw(gw.url) as ws:
+    settings = GatewaySettings(keys_poll_seconds=0.05)
+    async with running_gateway(tmp_path, settings) as gw, raw(gw.url) as ws, raw(gw.url) as other:
         assert (await call(ws, {"op": "auth", "id": 1, "api_key": gw.keys["bob"]}))["ok"]
+        assert (await call(other, {"op": "auth", "id": 1, "api_key": gw.keys["alice"]}))["ok"]
         [gone] = gw.store.revoke("bob")
         assert gone.user == "bob"
         async with raw(gw.url) as ws2:
             reply = await call(ws2, {"op": "auth", "id": 2, "api_key": gw.keys["bob"]})
             assert error_of(reply)["code"] == "unauthenticated"
+        # the connection that used the key is closed; others are not
+        with pytest.raises(ConnectionClosed) as closed:
+            await recv(ws)
+        assert closed.value.reason.code == 1008
+        assert (await call(other, {"op": "orders", "id": 3}))["ok"] is True
 
 
 async def test_forbidden(tmp_path: Path) -> None:

@@ -52,8 +52,11 @@ async def test_single_replica_serves_and_stops_cleanly_on_sigterm(tmp_path: Path
                     await trio.sleep(0.1)
             result = await client.query({"type": "book", "market": market.name})
             assert result.events[0]["bids"] == []
-        metrics = await http_get(market.replicas[0].metrics or "")
-        assert 'clob_raft_role{market="BTC-USD",node="btc-usd-1",role="leader"} 1.0' in metrics
+        leader_line = 'clob_raft_role{market="BTC-USD",node="btc-usd-1",role="leader"} 1.0'
+        with trio.fail_after(10):
+            while leader_line not in (metrics := await http_get(market.replicas[0].metrics or "")):
+                await trio.sleep(0.05)
+        assert 'clob_applied_seq{market="BTC-USD",node="btc-usd-1"}' in metrics
         assert "clob_fsync_seconds_bucket" in metrics
         process.send_signal(signal.SIGTERM)
         with trio.fail_after(15):

@@ -12,7 +12,8 @@ import trio
 from config.schema import ClusterConfig
 from shard.node.api import Unavailable
 from shard.node.client import ShardClient
-from shard.node.runtime import Replica, ReplicaOptions
+from shard.node.options import ReplicaOptions
+from shard.node.runtime import Replica
 from tests.node_cluster import write_topology
 
 MARKET = "BTC-USD"
@@ -205,4 +206,35 @@ async def test_diverged_replica_stops_serving(tmp_path: Path) -> None:
             with pytest.raises(Unavailable, match="diverged"):
                 await lone.query({"type": "book", "market": MARKET})
             await lone.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_spare_joins_as_learner_then_voter(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        group = await start_group(tmp_path, nursery, spares=1)
+        spare = group.market.replicas[-1].name
+        async with ShardClient(group.market, "t") as client:
+            for i in range(5):
+                await client.submit(order(i))
+            joined = await group.start(spare)
+            assert joined.status()["voters"] == []
+            reply = await client.admin("add_replica", node=spare)
+            assert reply["index"] > 0
+            await wait_until(lambda: joined.rsm.seq == 6)
+            leader = group.leader()
+            assert leader is not None and spare in leader.status()["learners"]
+            assert joined.status()["role"] == "learner"
+            with trio.fail_after(10):
+                while True:
+                    try:
+                        await client.admin("promote_replica", node=spare)
+                        break
+                    except Unavailable:
+                        await trio.sleep(0.05)
+            await wait_until(lambda: spare in joined.status()["voters"])
+            assert len(leader.status()["voters"]) == 4
+            await client.submit(order(6))
+            names = list(group.replicas)
+            await wait_until(lambda: same_state(group, names))
+            assert joined.rsm.seq == 7
         nursery.cancel_scope.cancel()

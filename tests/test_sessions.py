@@ -34,7 +34,7 @@ def test_result_cap_counts_the_oldest_as_acknowledged() -> None:
 
 
 def test_eviction_is_least_recently_active_by_log_index() -> None:
-    t = SessionTable(max_clients=2)
+    t = SessionTable(max_clients=2, min_idle_entries=0)
     t.check("a", 1, 1, index=1)
     t.check("b", 1, 1, index=2)
     t.check("a", 2, 1, index=3)  # a is now more recent than b
@@ -44,7 +44,7 @@ def test_eviction_is_least_recently_active_by_log_index() -> None:
 
 def test_eviction_ties_break_by_client_id_and_replicas_agree() -> None:
     def build(order: list[str]) -> SessionTable:
-        t = SessionTable(max_clients=2)
+        t = SessionTable(max_clients=2, min_idle_entries=0)
         for c in order:
             t.check(c, 1, 1, index=7)  # all in one log entry
         return t
@@ -62,3 +62,33 @@ def test_plain_form_round_trips_and_is_canonical() -> None:
     u.load_plain(t.to_plain())
     assert u.to_plain() == t.to_plain()
     assert [row[0] for row in t.to_plain()] == ["a", "b"]
+
+
+def test_evicted_client_returning_is_refused_not_reapplied() -> None:
+    t = SessionTable(max_clients=1, min_idle_entries=0)
+    assert t.check("a", 1, 1, index=1) is Verdict.NEW
+    t.record("a", 1, "r1")
+    assert t.check("a", 2, 2, index=2) is Verdict.NEW  # a acknowledged 1
+    t.record("a", 2, "r2")
+    t.check("b", 1, 1, index=3)  # evicts a
+    assert "a" not in t.sessions
+    # a retries request 2 (applied before the eviction): refused, not applied again.
+    assert t.check("a", 2, 2, index=4) is Verdict.EXPIRED
+    assert t.check("a", 2, 2, index=5) is Verdict.EXPIRED
+    assert t.check("a", 3, 2, index=6) is Verdict.NEW  # new requests work again
+
+
+def test_brand_new_client_is_accepted_whatever_its_first_number() -> None:
+    t = SessionTable()
+    assert t.check("fresh", 7, 0, index=1) is Verdict.NEW
+    assert t.check("other", 1, 1, index=2) is Verdict.NEW
+
+
+def test_recently_active_sessions_are_not_evicted() -> None:
+    t = SessionTable(max_clients=2, min_idle_entries=100)
+    t.check("a", 1, 1, index=1)
+    t.check("b", 1, 1, index=50)
+    t.check("c", 1, 1, index=60)  # a has been idle only 59 entries: kept for now
+    assert sorted(t.sessions) == ["a", "b", "c"]
+    t.check("d", 1, 1, index=120)  # a idle 119 > 100: evicted; b idle 70: kept
+    assert sorted(t.sessions) == ["b", "c", "d"]

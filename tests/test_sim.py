@@ -105,3 +105,10 @@ def test_planted_stale_read_bug_is_caught(monkeypatch: pytest.MonkeyPatch) -> No
 def test_soak(nodes: int) -> None:
     for seed in range(10_000, 10_400):
         _check(run_simulation(SimConfig(seed=seed, nodes=nodes, steps=2000)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("nodes", [3, 5])
+def test_soak_harsh_profile_without_planted_bugs(nodes: int) -> None:
+    for seed in range(20_000, 20_200):
+        _check(run_simulation(SimConfig.bug_hunting(seed, nodes=nodes)))

@@ -203,8 +203,11 @@ def main() -> None:
         rate = len(workload) / elapsed
         results.append({"book": name, "ops_per_s": round(rate), "trades": trades})
         print(f"  {name:<30} {rate:>12,.0f} ops/s   {trades:>8} trades")
-    print(json.dumps({"ops": len(workload), "seed": args.seed, "nproc": os.cpu_count(),
-                      "results": results}))
+    print(
+        json.dumps(
+            {"ops": len(workload), "seed": args.seed, "nproc": os.cpu_count(), "results": results}
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -24,13 +24,18 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_point(clob: str, rate: int, duration: float, durability: str) -> dict[str, Any]:
+def run_point(clob: str, rate: int, duration: float, durability: str) -> dict[str, Any] | None:
+    """One ``clob bench shard`` run's report, or None (and its error shown) when it failed."""
     cmd = [
         clob, "bench", "shard", "--rate", str(rate), "--duration", str(duration),
         "--kills", "0", "--durability", durability, "--json",
     ]  # fmt: skip
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout
-    report: dict[str, Any] = json.loads(out[out.index("{") :])
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+        print(f"rate {rate}/s: clob bench shard failed (exit {done.returncode}):\n{tail}")
+        return None
+    report: dict[str, Any] = json.loads(done.stdout[done.stdout.index("{") :])
     return report
 
 
@@ -40,11 +45,15 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--durability", default="fsync")
     parser.add_argument("--clob", default=str(ROOT / ".venv" / "bin" / "clob"))
-    parser.add_argument("--out", default=str(ROOT / "docs" / "img" / "shard-throughput-latency.png"))
+    parser.add_argument(
+        "--out", default=str(ROOT / "docs" / "img" / "shard-throughput-latency.png")
+    )
     args = parser.parse_args()
     points = []
     for rate in (int(r) for r in args.rates.split(",")):
         report = run_point(args.clob, rate, args.duration, args.durability)
+        if report is None:
+            continue
         latency = report["latency"]
         points.append(
             {
@@ -58,6 +67,8 @@ def main() -> None:
         )
         print(json.dumps(points[-1]), flush=True)
 
+    if not points:
+        raise SystemExit("no benchmark point succeeded: nothing to plot")
     import matplotlib
 
     matplotlib.use("Agg")

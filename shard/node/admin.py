@@ -74,7 +74,7 @@ def replica_status(replica: Replica) -> protocol.Message:
         "t": "status",
         "name": replica.name,
         "market": replica.market.name,
-        "role": replica.role,
+        "role": replica.current_role(),
         "term": raft.term,
         "leader": replica.leader,
         "leader_addr": replica.client_addresses.get(replica.leader or ""),

@@ -16,7 +16,8 @@ import trio
 from config.load import load_config
 from config.schema import ClusterConfig
 from shard.node.metrics import NodeMetrics
-from shard.node.runtime import Replica, ReplicaOptions
+from shard.node.options import ReplicaOptions
+from shard.node.runtime import Replica
 from shard.observability import get_logger
 
 

@@ -37,6 +37,7 @@ from shard.node.applied import AppliedRing
 from shard.node.clientserver import ClientServer, Reply, Subscriber
 from shard.node.digests import Checkpoint, DigestBook, state_digest
 from shard.node.metrics import NodeMetrics
+from shard.node.options import ReplicaOptions, SnapshotRequest
 from shard.node.reads import ReadQueue
 from shard.node.transport import PeerTransport
 from shard.observability import get_logger
@@ -59,27 +60,7 @@ from shard.storage.errors import StorageFull
 _EARLY = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow, ReadIndexResponse)
 _BOOTSTRAP_CLIENT = "bootstrap"
 _METRICS_EVERY_TICKS = 25  # gauges are refreshed this often, not on every Ready
-
-
-@attrs.frozen
-class ReplicaOptions:
-    snapshot_every: int = 20_000  # applied log entries between snapshots (and digests)
-    ring_capacity: int = 100_000  # applied commands kept for subscribers
-    max_batch_commands: int = 4096  # proposals per log entry
-    max_batch_bytes: int = 1 << 20
-    # Uncommitted entries a leader lets in flight before it holds new submits back;
-    # under load they then pile up and go out as one bigger entry (like Nagle).
-    max_pipeline_entries: int = 4
-    read_timeout_ticks: int = 300  # a ReadIndex not answered by then gets `timeout`
-    retain_entries: int = 4096  # log entries kept in memory after a snapshot
-
-
-class SnapshotRequest:
-    """An ``admin snapshot`` waiting for the driver."""
-
-    def __init__(self) -> None:
-        self.done = trio.Event()
-        self.checkpoint: Checkpoint | None = None
+_SLOW_SYNC_S = 0.1  # an fsync this slow delays heartbeats: worth a warning
 
 
 class Replica:
@@ -236,7 +217,17 @@ class Replica:
                 self._absorb(raft)
 
     def _absorb(self, raft: Raft) -> None:
-        """Feed the core everything that arrived since the last turn."""
+        """Feed the core everything that arrived since the last turn.
+
+        Messages go before ticks: after a long fsync many ticks are due at
+        once, and the heartbeats (or acknowledgements) that arrived meanwhile
+        must count first, or a follower would campaign (or a leader step down)
+        although its peers were alive all along.
+        """
+        if self._inbox:
+            inbox, self._inbox = self._inbox, []
+            for src, payload in inbox:
+                self._step(raft, src, payload)
         ticks, self._ticks = self._ticks, 0
         for _ in range(ticks):
             raft.tick()
@@ -246,10 +237,6 @@ class Replica:
             if self._metrics_ticks >= _METRICS_EVERY_TICKS:
                 self._metrics_ticks = 0
                 self._update_metrics(raft)
-        if self._inbox:
-            inbox, self._inbox = self._inbox, []
-            for src, payload in inbox:
-                self._step(raft, src, payload)
         if self._proposals and (
             raft.role is not Role.LEADER
             or raft.log.last_index() - raft.log.committed < self.options.max_pipeline_entries
@@ -323,7 +310,10 @@ class Replica:
                 await trio.to_thread.run_sync(storage.sync)
             else:
                 storage.sync()  # hands bytes to the OS only: cheap enough inline
-            self.metrics.fsync_seconds.observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self.metrics.fsync_seconds.observe(elapsed)
+            if elapsed > _SLOW_SYNC_S:
+                self.log.warning("slow fsync", seconds=round(elapsed, 3))
         self._send(late)
         if ready.snapshot is not None:
             self._install(ready.snapshot)
@@ -518,6 +508,13 @@ class Replica:
 
     # -- helpers ---------------------------------------------------------------
 
+    def current_role(self) -> str:
+        """The Raft role, or ``learner`` for a follower that is not a voter."""
+        raft = self.raft
+        if raft is not None and self.role == "follower" and self.name not in raft.membership.voters:
+            return "learner"
+        return self.role
+
     def lag(self, raft: Raft) -> dict[str, int]:
         if raft.role is not Role.LEADER:
             return {}
@@ -553,8 +550,8 @@ class Replica:
         was_leader = self.role == "leader"
         raft = self.raft
         assert raft is not None
-        learner = role is Role.FOLLOWER and self.name in raft.membership.learners
-        self.role = "learner" if learner else role.value
+        self.role = role.value
+        self.metrics.set_role(self.current_role())
         if leader != self.leader or role is Role.LEADER:
             self.log.info("role changed", role=self.role, leader=leader, term=raft.term)
         self.leader = leader
@@ -594,7 +591,7 @@ class Replica:
 
     def _update_metrics(self, raft: Raft) -> None:
         m = self.metrics
-        m.set_role(self.role)
+        m.set_role(self.current_role())
         m.term.set(raft.term)
         m.commit_index.set(raft.log.committed)
         m.applied_index.set(self.rsm.applied_index)

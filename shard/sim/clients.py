@@ -68,3 +68,11 @@ class SimClient:
         self.outstanding = None
         self.acked += 1
         self.target = node.id
+
+    def on_expired(self, out: Outcome) -> None:
+        """The group no longer knows this client's session: give the request up."""
+        p = self.outstanding
+        if p is not None and out.request_no == p.request_no:
+            self.cluster.stats["expired"] += 1
+            self.cluster.trace.log(f"{self.id} req {p.request_no} refused: session expired")
+            self.outstanding = None

@@ -14,7 +14,6 @@ from __future__ import annotations
 import random
 import traceback
 from collections import Counter
-from collections.abc import Callable
 
 import attrs
 import orjson
@@ -42,6 +41,8 @@ class SimConfig:
     nodes: int = 3
     steps: int = 1500
     clients: int = 3
+    session_max_clients: int = 10_000  # below ``clients`` to exercise session eviction
+    session_min_idle_entries: int = 10_000
     app: str = "register"  # or "engine"
     request_rate: float = 0.3
     read_rate: float = 0.03
@@ -381,6 +382,3 @@ def run_simulation(config: SimConfig) -> SimResult:
     if error is not None:
         trace += "\nstatus: " + cluster.status_line()
     return SimResult(config.seed, cluster.now, error is None, error, trace, stats)
-
-
-MakeConfig = Callable[[int], SimConfig]

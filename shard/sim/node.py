@@ -50,6 +50,14 @@ class SimNode:
         self.reads: list[tuple[bytes, int, int | None]] = []  # (context, floor, read index)
         self.boot()
 
+    def _new_state_machine(self) -> ReplicatedStateMachine:
+        cfg = self.cluster.config
+        return ReplicatedStateMachine(
+            self.make_app(),
+            max_clients=cfg.session_max_clients,
+            min_idle_entries=cfg.session_min_idle_entries,
+        )
+
     @property
     def rng(self) -> random.Random:
         return self.cluster.rng
@@ -57,7 +65,7 @@ class SimNode:
     def boot(self) -> None:
         """Start (or restart) from what the disk durably holds."""
         d = self.disk.durable
-        self.sm = ReplicatedStateMachine(self.make_app())
+        self.sm = self._new_state_machine()
         if d.snapshot is not None:
             self.sm.restore(d.snapshot.data)
         self.raft = Raft(
@@ -144,7 +152,7 @@ class SimNode:
             cl.trace.log(f"{self.id} installs snapshot at {meta.index}/t{meta.term}")
             cl.stats["snapshot_installs"] += 1
             cl.checker.on_snapshot(self.id, meta.index, rd.snapshot.data)
-            self.sm = ReplicatedStateMachine(self.make_app())
+            self.sm = self._new_state_machine()
             self.sm.restore(rd.snapshot.data)
         for e in rd.committed_entries:
             cl.checker.on_apply(self.id, e)
@@ -165,8 +173,12 @@ class SimNode:
     def _outcome(self, out: Outcome) -> None:
         self.cluster.checker.on_outcome(self.id, out)
         client = self.waiting.pop((out.client_id, out.request_no), None)
-        if client is not None and out.result is not None:
+        if client is None:
+            return
+        if out.result is not None:
             client.on_ack(self, out)
+        else:
+            client.on_expired(out)
 
     def _serve_reads(self) -> None:
         keep = []
