@@ -14,6 +14,7 @@ from shard.node.api import Unavailable
 from shard.node.client import ShardClient
 from shard.node.options import ReplicaOptions
 from shard.node.runtime import Replica
+from shard.storage import StorageFull
 from tests.node_cluster import write_topology
 
 MARKET = "BTC-USD"
@@ -237,4 +238,31 @@ async def test_spare_joins_as_learner_then_voter(tmp_path: Path) -> None:
             names = list(group.replicas)
             await wait_until(lambda: same_state(group, names))
             assert joined.rsm.seq == 7
+        nursery.cancel_scope.cancel()
+
+
+async def test_full_disk_stops_acknowledgements(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        group = await start_group(tmp_path, nursery)
+        leader = group.leader()
+        assert leader is not None and leader.storage is not None
+        async with ShardClient(group.market, "t", retry_for=10.0) as client:
+            await client.submit(order(0))
+
+            def disk_full() -> None:
+                raise StorageFull("disk full while writing: [Errno 28] No space left on device")
+
+            leader.storage.sync = disk_full  # type: ignore[method-assign]
+            # The full replica stops; the two healthy ones elect a leader and go on.
+            result = await client.submit(order(1))
+            assert result.seq == 3 and client.leader != leader.name
+            failure = leader.status()["failure"]
+            assert failure is not None and "disk full" in failure
+            assert leader.status()["role"] == "failed"
+            only = tuple(r for r in group.market.replicas if r.name == leader.name)
+            alone = ShardClient(attrs.evolve(group.market, replicas=only), "x", retry_for=0.3)
+            with pytest.raises(Unavailable, match="disk full"):
+                await alone.submit(order(2))
+            await alone.aclose()
+            assert leader.rsm.seq <= 3  # it acknowledged nothing after the failure
         nursery.cancel_scope.cancel()

@@ -74,6 +74,17 @@ class NodeMetrics:
         for name, child in self._role_children.items():
             child.set(1 if name == role else 0)
 
+    def refresh(
+        self, role: str, term: int, commit: int, applied: int, seq: int, lag: dict[str, int]
+    ) -> None:
+        """Set every gauge that follows the replica's progress."""
+        self.set_role(role)
+        self.term.set(term)
+        self.commit_index.set(commit)
+        self.applied_index.set(applied)
+        self.applied_seq.set(seq)
+        self.set_lag(lag)
+
     def set_lag(self, lag: dict[str, int]) -> None:
         for follower in self._followers - lag.keys():
             self.lag.remove(*self._labels.values(), follower)

@@ -21,7 +21,6 @@ state digest disagreed with the leader's answers ``unavailable``.
 
 from __future__ import annotations
 
-import random
 import time
 from typing import Any
 
@@ -39,9 +38,10 @@ from shard.node.digests import Checkpoint, DigestBook, state_digest
 from shard.node.metrics import NodeMetrics
 from shard.node.options import ReplicaOptions, SnapshotRequest
 from shard.node.reads import ReadQueue
+from shard.node.recovery import build_raft
 from shard.node.transport import PeerTransport
 from shard.observability import get_logger
-from shard.raft import NotLeader, ProposalDropped, Raft, RaftConfig, Ready, Role
+from shard.raft import NotLeader, ProposalDropped, Raft, Ready, Role
 from shard.raft import codec as raft_codec
 from shard.raft.messages import (
     AppendEntries,
@@ -51,9 +51,8 @@ from shard.raft.messages import (
     TimeoutNow,
 )
 from shard.raft.ready import Snapshot as RaftSnapshot
-from shard.records import Membership
 from shard.statemachine import EngineApplication, ReplicatedStateMachine
-from shard.storage import Storage, StorageError, open_storage
+from shard.storage import Recovered, Storage, StorageError, open_storage
 from shard.storage.errors import StorageFull
 
 # Messages a leader may send before its own entries are durable (§10.2.1).
@@ -130,7 +129,7 @@ class Replica:
         )
         self.storage = storage
         try:
-            self._recover(recovered.snapshot, recovered.hard_state, recovered.entries)
+            self._recover(recovered)
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.transport.serve)
                 nursery.start_soon(self._pump_inbox)
@@ -143,33 +142,19 @@ class Replica:
         finally:
             storage.close()
 
-    def _recover(self, snapshot: Any, hard_state: Any, entries: Any) -> None:
-        timing = self.cluster.timing
-        config = RaftConfig(
-            node_id=self.name,
-            election_tick=timing.election_ticks,
-            heartbeat_tick=timing.heartbeat_ticks,
-        )
-        raft_snapshot = RaftSnapshot(snapshot.meta, snapshot.data) if snapshot else None
-        membership = None if self.me.join else Membership(self.market.initial_voters())
+    def _recover(self, recovered: Recovered) -> None:
+        snapshot = recovered.snapshot
         if snapshot is not None:
             self.rsm.restore(snapshot.data)
             self.last_snapshot_index = snapshot.meta.index
-        self.raft = Raft(
-            config,
-            random.Random(),
-            membership=membership,
-            hard_state=hard_state,
-            snapshot=raft_snapshot,
-            entries=entries,
-        )
+        self.raft = build_raft(self.cluster, self.market, self.me, recovered)
         self.ring.reset(self.rsm.seq)
         self.log.info(
             "recovered",
             snapshot_index=self.last_snapshot_index,
-            entries=len(entries),
-            term=hard_state.term,
-            commit=hard_state.commit,
+            entries=len(recovered.entries),
+            term=recovered.hard_state.term,
+            commit=recovered.hard_state.commit,
         )
 
     def wake(self) -> None:
@@ -458,6 +443,11 @@ class Replica:
         if raft.role is not Role.LEADER:
             reply(self.not_leader_error())
             return
+        if len(self._proposals) >= self.options.max_queued_commands:
+            reply(
+                protocol.error(protocol.UNAVAILABLE, "leader overloaded: too many queued submits")
+            )
+            return
         key = (client, req)
         replies = self._waiting.get(key)
         if replies is None:
@@ -509,7 +499,10 @@ class Replica:
     # -- helpers ---------------------------------------------------------------
 
     def current_role(self) -> str:
-        """The Raft role, or ``learner`` for a follower that is not a voter."""
+        """The Raft role, ``learner`` for a follower that is not a voter, ``failed`` after a
+        storage failure (the core may still think it leads, but it serves nothing)."""
+        if self.failure is not None:
+            return "failed"
         raft = self.raft
         if raft is not None and self.role == "follower" and self.name not in raft.membership.voters:
             return "learner"
@@ -590,10 +583,11 @@ class Replica:
         self.ring.reset(self.rsm.seq)
 
     def _update_metrics(self, raft: Raft) -> None:
-        m = self.metrics
-        m.set_role(self.current_role())
-        m.term.set(raft.term)
-        m.commit_index.set(raft.log.committed)
-        m.applied_index.set(self.rsm.applied_index)
-        m.applied_seq.set(self.rsm.seq)
-        m.set_lag(self.lag(raft))
+        self.metrics.refresh(
+            self.current_role(),
+            raft.term,
+            raft.log.committed,
+            self.rsm.applied_index,
+            self.rsm.seq,
+            self.lag(raft),
+        )
