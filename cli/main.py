@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import sys
 
 from cli.apps import app
 
@@ -25,7 +26,19 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+# Top-level commands whose module alone is enough: `clob replay` then starts
+# without importing trio, the gateway and the rest (it is run once per file).
+STANDALONE: dict[str, str] = {
+    "replay": "cli.replay",
+    "sim": "cli.sim",
+    "node": "cli.node",
+    "gateway": "cli.gateway",
+}
+
+
 def main() -> None:
-    for name in COMMAND_MODULES:
+    command = sys.argv[1] if len(sys.argv) > 1 else None
+    standalone = STANDALONE.get(command) if command is not None else None
+    for name in (standalone,) if standalone is not None else COMMAND_MODULES:
         importlib.import_module(name)
     app()
