@@ -107,10 +107,16 @@ async def closed_loop(market: MarketConfig, inflight: int, duration: float) -> d
     clients = [ShardClient(market, f"bench-t{i}", retry_for=10.0) for i in range(connections)]
     deadline = trio.current_time() + duration
 
+    failures = 0
+
     async def worker(client: ShardClient) -> None:
-        nonlocal done
+        nonlocal done, failures
         while trio.current_time() < deadline:
-            await client.submit(source.next())
+            try:
+                await client.submit(source.next())
+            except ShardError:
+                failures += 1
+                continue
             done += 1
 
     started = time.perf_counter()
@@ -252,7 +258,8 @@ def bench_shard(
         t, lat = report["throughput"], report["latency"]
         typer.echo(
             f"throughput: {t['orders_per_s']:.0f} orders/s committed+applied "
-            f"({t['orders']} in {t['seconds']:.1f}s, {t['inflight']} in flight)"
+            f"({t['orders']} in {t['seconds']:.1f}s, {t['inflight']} in flight, "
+            f"{t['failures']} failed)"
         )
         typer.echo(
             f"latency at {lat['offered_rate']}/s offered ({lat['achieved_rate']:.0f}/s done): "

@@ -29,6 +29,7 @@ GTC, IOC, FOK = "gtc", "ioc", "fok"
 BUY, SELL = "buy", "sell"
 
 _new = tuple.__new__
+_new_object = object.__new__
 
 # Returned by Market.match when self-trade prevention cancelled the taker.
 TAKER_CANCELLED = -1
@@ -37,10 +38,12 @@ TAKER_CANCELLED = -1
 class Market:
     """Book, order indexes and fill history of one market.
 
-    ``orders`` maps order id to live order; ``user_orders`` maps user to that
-    user's live orders (insertion order is order-id order, because an order
-    rests during the command that accepted it); ``user_coids`` maps user to
-    client order id to live order; ``user_fills`` maps user to the user's fills
+    ``user_live`` maps user to one dict holding each of that user's live
+    orders twice: under its order id (an int) and under its client order id
+    (a str, when it has one); ints and strs never compare equal, so one dict
+    serves both lookups and a lookup by id also checks the owner. Int keys are
+    in order-id order (an order rests during the command that accepted it).
+    ``live`` counts live orders; ``user_fills`` maps user to the user's fills
     in this market, oldest first (the engine merges them across markets by
     ``seq`` for a query without a market).
     """
@@ -52,11 +55,10 @@ class Market:
         "name",
         "next_order_id",
         "next_trade_id",
-        "orders",
+        "live",
         "tick",
-        "user_coids",
         "user_fills",
-        "user_orders",
+        "user_live",
     )
 
     def __init__(self, name: str, tick: Step, lot: Step) -> None:
@@ -65,9 +67,8 @@ class Market:
         self.lot = lot
         self.bids = BookSide(True)
         self.asks = BookSide(False)
-        self.orders: dict[int, Order] = {}
-        self.user_orders: dict[str, dict[int, Order]] = {}
-        self.user_coids: dict[str, dict[str, Order]] = {}
+        self.live = 0
+        self.user_live: dict[str, dict[int | str, Order]] = {}
         self.user_fills: dict[str, list[Fill]] = {}
         self.next_order_id = 1
         self.next_trade_id = 1
@@ -76,17 +77,24 @@ class Market:
 
     def find(self, user: str, order_id: int | None, client_order_id: str | None) -> Order:
         """The user's live order by id or client order id, else ``unknown_order``."""
-        if order_id is not None:
-            order = self.orders.get(order_id)
-            if order is not None and order.user == user:
-                return order
-        elif client_order_id is not None:
-            by_coid = self.user_coids.get(user)
-            if by_coid is not None:
-                found = by_coid.get(client_order_id)
-                if found is not None:
-                    return found
+        mine = self.user_live.get(user)
+        if mine is not None:
+            found = mine.get(order_id if order_id is not None else client_order_id)  # type: ignore[arg-type]
+            if found is not None:
+                return found
         raise Reject(UNKNOWN_ORDER, "no such live order of this user in this market")
+
+    def orders_of(self, user: str) -> list[Order]:
+        """The user's live orders here, by order id."""
+        mine = self.user_live.get(user)
+        if mine is None:
+            return []
+        return sorted((o for k, o in mine.items() if type(k) is int), key=_order_id)
+
+    def all_orders(self) -> list[Order]:
+        """Every live order here, by order id (for tools and tests; not fast)."""
+        found = [o for mine in self.user_live.values() for k, o in mine.items() if type(k) is int]
+        return sorted(found, key=_order_id)
 
     # ------------------------------------------------------------- new order
 
@@ -108,10 +116,10 @@ class Market:
         Hot path: events are built with ``tuple.__new__`` (skipping the
         NamedTuple constructor frame) and the resting insert is inlined.
         """
-        if client_order_id is not None:
-            by_coid = self.user_coids.get(user)
-            if by_coid is not None and client_order_id in by_coid:
-                raise Reject(DUPLICATE_CLIENT_ORDER_ID, "client_order_id is in use by a live order")
+        user_live = self.user_live
+        mine = user_live.get(user)
+        if client_order_id is not None and mine is not None and client_order_id in mine:
+            raise Reject(DUPLICATE_CLIENT_ORDER_ID, "client_order_id is in use by a live order")
         if is_buy:
             best = self.asks.best
             crosses = price is None or (best is not None and price >= best)
@@ -151,6 +159,7 @@ class Market:
             )
             if remaining <= 0:  # filled, or cancelled by self-trade prevention
                 return
+            mine = user_live.get(user)  # self-trade prevention may have dropped it
         if tif != GTC:
             out.append(
                 _new(
@@ -160,21 +169,23 @@ class Market:
             )
             return
         assert price is not None
-        order = Order(
-            order_id,
-            user,
-            client_order_id,
-            is_buy,
-            price,
-            remaining,
-            qty - remaining,
-            stp,
-            post_only,
-        )
+        # Order(...) inlined: the slot stores without the __init__ call frame
+        order = _new_object(Order)
+        order.order_id = order_id
+        order.user = user
+        order.client_order_id = client_order_id
+        order.is_buy = is_buy
+        order.price = price
+        order.qty = remaining
+        order.filled = qty - remaining
+        order.stp = stp
+        order.post_only = post_only
+        order.next = None
         # inline BookSide.add + index_order
         side = self.bids if is_buy else self.asks
         level = side.levels.get(price)
         if level is None:
+            order.prev = None
             side.add(order)
         else:
             tail = level.tail
@@ -184,18 +195,16 @@ class Market:
             level.tail = order
             level.total += remaining
             side.touched[price] = None
-        self.orders[order_id] = order
-        mine = self.user_orders.get(user)
+        self.live += 1
         if mine is None:
-            self.user_orders[user] = {order_id: order}
+            if client_order_id is None:
+                user_live[user] = {order_id: order}
+            else:
+                user_live[user] = {order_id: order, client_order_id: order}
         else:
             mine[order_id] = order
-        if client_order_id is not None:
-            by_coid = self.user_coids.get(user)
-            if by_coid is None:
-                self.user_coids[user] = {client_order_id: order}
-            else:
-                by_coid[client_order_id] = order
+            if client_order_id is not None:
+                mine[client_order_id] = order
 
     def fok_fillable(self, is_buy: bool, limit: int | None, qty: int, user: str, stp: str) -> bool:
         """Whether matching would fill ``qty`` entirely (the FOK pre-walk).
@@ -335,36 +344,26 @@ class Market:
     # ----------------------------------------------------------------- indexes
 
     def index_order(self, order: Order) -> None:
-        """Register a newly resting order in the id, user and client-id indexes."""
-        user = order.user
-        self.orders[order.order_id] = order
-        mine = self.user_orders.get(user)
+        """Register a newly resting order under its id and client order id."""
+        self.live += 1
+        mine = self.user_live.get(order.user)
         if mine is None:
-            self.user_orders[user] = {order.order_id: order}
-        else:
-            mine[order.order_id] = order
-        coid = order.client_order_id
-        if coid is not None:
-            by_coid = self.user_coids.get(user)
-            if by_coid is None:
-                self.user_coids[user] = {coid: order}
-            else:
-                by_coid[coid] = order
+            mine = self.user_live[order.user] = {}
+        mine[order.order_id] = order
+        if order.client_order_id is not None:
+            mine[order.client_order_id] = order
 
     def unindex_order(self, order: Order) -> None:
         """Forget an order that is no longer live."""
+        self.live -= 1
         user = order.user
-        del self.orders[order.order_id]
-        mine = self.user_orders[user]
+        mine = self.user_live[user]
         del mine[order.order_id]
-        if not mine:
-            del self.user_orders[user]
         coid = order.client_order_id
         if coid is not None:
-            by_coid = self.user_coids[user]
-            del by_coid[coid]
-            if not by_coid:
-                del self.user_coids[user]
+            del mine[coid]
+        if not mine:
+            del self.user_live[user]
 
     # ------------------------------------------------------- cancel and amend
 
@@ -372,15 +371,13 @@ class Market:
         self, seq: int, user: str, order_id: int | None, coid: str | None, out: list[Event]
     ) -> None:
         """The ``cancel`` command: :meth:`find` then :meth:`cancel`, inlined (hot path)."""
-        if order_id is not None:
-            order = self.orders.get(order_id)
-            if order is None or order.user != user:
-                raise Reject(UNKNOWN_ORDER, "no such live order of this user in this market")
-        else:
-            by_coid = self.user_coids.get(user)
-            order = None if by_coid is None or coid is None else by_coid.get(coid)
-            if order is None:
-                raise Reject(UNKNOWN_ORDER, "no such live order of this user in this market")
+        user_live = self.user_live
+        mine = user_live.get(user)
+        order = None
+        if mine is not None:
+            order = mine.get(order_id if order_id is not None else coid)  # type: ignore[arg-type]
+        if order is None:
+            raise Reject(UNKNOWN_ORDER, "no such live order of this user in this market")
         price = order.price
         qty = order.qty
         side = self.bids if order.is_buy else self.asks
@@ -399,18 +396,14 @@ class Market:
         side.touched[price] = None
         if level.head is None:
             side.drop_level(price)
+        self.live -= 1
         oid = order.order_id
-        del self.orders[oid]
-        mine = self.user_orders[user]
-        del mine[oid]
-        if not mine:
-            del self.user_orders[user]
+        del mine[oid]  # type: ignore[union-attr]
         coid = order.client_order_id
         if coid is not None:
-            by_coid = self.user_coids[user]
-            del by_coid[coid]
-            if not by_coid:
-                del self.user_coids[user]
+            del mine[coid]  # type: ignore[union-attr]
+        if not mine:
+            del user_live[user]
         out.append(_new(Cancelled, (seq, self.name, oid, user, qty, "user")))
 
     def cancel(self, seq: int, order: Order, reason: str, out: list[Event]) -> None:
@@ -421,10 +414,8 @@ class Market:
 
     def cancel_all(self, seq: int, user: str, out: list[Event]) -> None:
         """Cancel every live order of ``user`` here, in order-id order."""
-        mine = self.user_orders.get(user)
-        if mine is not None:
-            for order in sorted(mine.values(), key=_order_id):
-                self.cancel(seq, order, "cancel_all", out)
+        for order in self.orders_of(user):
+            self.cancel(seq, order, "cancel_all", out)
 
     def amend(
         self, seq: int, order: Order, price: int | None, qty: int | None, out: list[Event]
@@ -484,22 +475,22 @@ class Market:
 
     def order_rows(self, user: str) -> list[OrderRow]:
         """The user's live orders here, by order id, as query rows."""
-        mine = self.user_orders.get(user)
-        if mine is None:
-            return []
         name = self.name
         return [
-            OrderRow(
-                name,
-                o.order_id,
-                o.client_order_id,
-                BUY if o.is_buy else SELL,
-                o.price,
-                o.qty,
-                o.filled,
-                o.post_only,
+            _new(
+                OrderRow,
+                (
+                    name,
+                    o.order_id,
+                    o.client_order_id,
+                    BUY if o.is_buy else SELL,
+                    o.price,
+                    o.qty,
+                    o.filled,
+                    o.post_only,
+                ),
             )
-            for o in sorted(mine.values(), key=_order_id)
+            for o in self.orders_of(user)
         ]
 
 

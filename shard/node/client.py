@@ -43,6 +43,9 @@ _STATUS_TIMEOUT_S = 1.0
 _BACKOFF_MIN_S = 0.005
 _BACKOFF_MAX_S = 0.1
 _ACK_STEP = 64
+# Unanswered requests per client id stay within this many request numbers: the
+# replicas remember 1,000 results per client (shard.sessions), minus the ack step.
+_WINDOW = 900
 
 
 class ConnectFailed(Exception):
@@ -211,6 +214,7 @@ class ShardClient:
         self._next_req = 1
         self._inflight: list[int] = []  # heap of request numbers not yet answered
         self._answered: set[int] = set()
+        self._window_open = trio.Event()
         self._rotation = itertools.cycle(list(self.addresses))
 
     async def __aenter__(self) -> Self:
@@ -233,7 +237,13 @@ class ShardClient:
 
     # -- idempotency keys --------------------------------------------------
 
-    def _allocate(self) -> int:
+    async def _allocate(self) -> int:
+        # Keep every unanswered request within the window the replicas remember
+        # results for, or a slow retry could find its result forgotten.
+        while self._inflight and self._next_req - self._inflight[0] >= _WINDOW:
+            if self._window_open.is_set():
+                self._window_open = trio.Event()
+            await self._window_open.wait()
         req = self._next_req
         self._next_req += 1
         heapq.heappush(self._inflight, req)
@@ -243,6 +253,7 @@ class ShardClient:
         self._answered.add(req)
         while self._inflight and self._inflight[0] in self._answered:
             self._answered.discard(heapq.heappop(self._inflight))
+        self._window_open.set()
 
     def _ack_below(self) -> int:
         """Every request number below this has its answer; the group may forget them.
@@ -257,7 +268,7 @@ class ShardClient:
 
     async def submit(self, command: Any) -> CommandResult:
         """Commit and apply ``command`` exactly once; its seq and events."""
-        req = self._allocate()
+        req = await self._allocate()
         message = {
             "t": "submit",
             "client": self.client_id,
@@ -313,6 +324,8 @@ class ShardClient:
                     hint = reply.get("leader")
                     self.leader = hint if hint in self.addresses and hint != target else None
                     redirected = self.leader is not None  # follow it at once
+                elif code == protocol.TIMEOUT and reply.get("indeterminate"):
+                    raise CommandTimeout(last_problem, indeterminate=True)  # retrying is futile
                 elif code == protocol.TIMEOUT:
                     maybe_applied = maybe_applied or message["t"] == "submit"
                 elif code == protocol.UNAVAILABLE:

@@ -340,7 +340,13 @@ class Replica:
         waiting = self._waiting
         for outcome in outcomes:
             if outcome.result is None:
-                error = protocol.error(protocol.BAD_REQUEST, "request number already acknowledged")
+                # EXPIRED: below the session's acknowledged mark (a very late retry, or
+                # the client's window outgrew the session table): applied before and
+                # forgotten, or dropped now. The client cannot know which.
+                error = protocol.error(
+                    protocol.TIMEOUT, "request no longer remembered; outcome unknown"
+                )
+                error["indeterminate"] = True
                 self._fail_waiters((outcome.client_id, outcome.request_no), error)
                 continue
             events, levels = outcome.result
