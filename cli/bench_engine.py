@@ -101,7 +101,7 @@ def _resting_memory(count: int) -> dict[str, Any]:
     held = tracemalloc.get_traced_memory()[0] - base
     tracemalloc.stop()
     market = engine.markets[MARKETS[0]]
-    assert len(market.orders) == count, "resting build must not trade"
+    assert market.live == count, "resting build must not trade"
     return {
         "resting_orders": count,
         "levels": len(market.bids.levels) + len(market.asks.levels),
@@ -168,7 +168,7 @@ def bench_engine(
     shape = {
         name: {
             "levels": len(m.bids.levels) + len(m.asks.levels),
-            "resting_orders": len(m.orders),
+            "resting_orders": m.live,
         }
         for name, m in engine.markets.items()
     }

@@ -135,12 +135,12 @@ class WorkloadGenerator:
         """A random live order of the shadow engine: (user, order_id)."""
         candidates = self.live[market]
         book = self.shadow.markets[market]
-        if len(book.orders) < self.floor:
+        if book.live < self.floor:
             return None
         while candidates:  # each dead entry is dropped once: amortized O(1)
             index = self.rng.randrange(len(candidates))
             user, _, coid = candidates[index]
-            order = book.user_coids.get(user, {}).get(coid)
+            order = book.user_live.get(user, {}).get(coid)
             if order is None:  # gone: drop it (swap with last for O(1))
                 candidates[index] = candidates[-1]
                 candidates.pop()
@@ -160,7 +160,7 @@ class WorkloadGenerator:
         if picked is None:
             return None
         user, order_id = picked
-        order = self.shadow.markets[market].orders[order_id]
+        order = self.shadow.markets[market].user_live[user][order_id]
         command: Command = {"type": "amend", "market": market, "user": user, "order_id": order_id}
         if self.rng.random() < 0.7 and order.qty > 1:
             command["qty"] = _qty(max(1, order.qty // 2))

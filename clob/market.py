@@ -51,11 +51,11 @@ class Market:
     __slots__ = (
         "asks",
         "bids",
+        "live",
         "lot",
         "name",
         "next_order_id",
         "next_trade_id",
-        "live",
         "tick",
         "user_fills",
         "user_live",
@@ -77,9 +77,10 @@ class Market:
 
     def find(self, user: str, order_id: int | None, client_order_id: str | None) -> Order:
         """The user's live order by id or client order id, else ``unknown_order``."""
+        key: int | str | None = order_id if order_id is not None else client_order_id
         mine = self.user_live.get(user)
-        if mine is not None:
-            found = mine.get(order_id if order_id is not None else client_order_id)  # type: ignore[arg-type]
+        if mine is not None and key is not None:
+            found = mine.get(key)
             if found is not None:
                 return found
         raise Reject(UNKNOWN_ORDER, "no such live order of this user in this market")
@@ -371,12 +372,10 @@ class Market:
         self, seq: int, user: str, order_id: int | None, coid: str | None, out: list[Event]
     ) -> None:
         """The ``cancel`` command: :meth:`find` then :meth:`cancel`, inlined (hot path)."""
+        key: int | str | None = order_id if order_id is not None else coid
         user_live = self.user_live
         mine = user_live.get(user)
-        order = None
-        if mine is not None:
-            order = mine.get(order_id if order_id is not None else coid)  # type: ignore[arg-type]
-        if order is None:
+        if mine is None or key is None or (order := mine.get(key)) is None:
             raise Reject(UNKNOWN_ORDER, "no such live order of this user in this market")
         price = order.price
         qty = order.qty
@@ -398,10 +397,10 @@ class Market:
             side.drop_level(price)
         self.live -= 1
         oid = order.order_id
-        del mine[oid]  # type: ignore[union-attr]
+        del mine[oid]
         coid = order.client_order_id
         if coid is not None:
-            del mine[coid]  # type: ignore[union-attr]
+            del mine[coid]
         if not mine:
             del user_live[user]
         out.append(_new(Cancelled, (seq, self.name, oid, user, qty, "user")))

@@ -42,6 +42,7 @@ class FakeReplica:
         self.keep = keep
         self.subscribers: dict[int, tuple[Subscriber, int]] = {}
         self.withhold_replies = False
+        self.held: list[Reply] = []  # replies to request 1, held back when withholding
 
     def _not_leader(self, reply: Reply) -> bool:
         if self.group.leader == self.name:
@@ -63,6 +64,8 @@ class FakeReplica:
                 sub.push({"t": "applied", "items": [[seq, events, [["M", "buy", "1", "2"]]]]})
         if not self.withhold_replies:
             reply(dict(self.group.sessions[key]))
+        elif req == 1 and self.held is not None:
+            self.held.append(reply)
 
     def query(self, cmd: bytes, reply: Reply) -> None:
         if not self._not_leader(reply):
@@ -244,4 +247,26 @@ async def test_bad_frames_and_requests() -> None:
             with pytest.raises(BadRequest):
                 await client.admin("explode")
             assert (await client.admin("snapshot"))["done"] == "snapshot"
+        nursery.cancel_scope.cancel()
+
+
+async def test_window_of_unanswered_requests_is_bounded() -> None:
+    async with trio.open_nursery() as nursery:
+        group, fakes, _, market = await start_group(nursery, ["r1"])
+        async with ShardClient(market, "c1") as client:
+            fakes["r1"].withhold_replies = True
+            nursery.start_soon(client.submit, {"n": 0})  # request 1: its reply is held
+            while not fakes["r1"].held:
+                await trio.sleep(0.001)
+            fakes["r1"].withhold_replies = False
+            async with trio.open_nursery() as inner:
+                for i in range(1, 1000):
+                    inner.start_soon(client.submit, {"n": i})
+                with trio.fail_after(5):
+                    while group.applications < 900:
+                        await trio.sleep(0.001)
+                await trio.sleep(0.05)  # give a wrongly unbounded client time to go on
+                assert group.applications == 900  # requests 1..900 only: the window is full
+                fakes["r1"].held.pop()(dict(group.sessions[("c1", 1)]))
+            assert group.applications == 1000
         nursery.cancel_scope.cancel()
