@@ -40,6 +40,7 @@ from shard.node.api import ShardError
 from shard.node.client import ShardClient
 
 MARKET = "BTC-USD"
+_MAX_OUTSTANDING = 5000  # open loop: orders due beyond this many unanswered are shed
 
 
 def write_topology(directory: Path, durability: str, replicas: int = 3) -> Path:
@@ -131,6 +132,7 @@ async def closed_loop(market: MarketConfig, inflight: int, duration: float) -> d
     return {
         "inflight": inflight,
         "orders": done,
+        "failures": failures,
         "seconds": elapsed,
         "orders_per_s": done / elapsed,
     }
@@ -139,16 +141,21 @@ async def closed_loop(market: MarketConfig, inflight: int, duration: float) -> d
 async def open_loop(market: MarketConfig, rate: int, duration: float) -> dict[str, Any]:
     source = OrderSource()
     histogram = HdrHistogram(1, 60_000_000, 3)
-    failures = 0
-    client = ShardClient(market, "bench-latency", retry_for=10.0)
+    failures = shed = outstanding = 0
+    # Several client ids: one id keeps at most 900 requests unanswered (ShardClient window).
+    clients = [ShardClient(market, f"bench-latency-{i}", retry_for=10.0) for i in range(8)]
+    turn = itertools.cycle(clients)
 
     async def one(due: float) -> None:
-        nonlocal failures
+        nonlocal failures, outstanding
+        outstanding += 1
         try:
-            await client.submit(source.next())
+            await next(turn).submit(source.next())
         except ShardError:
             failures += 1
             return
+        finally:
+            outstanding -= 1
         histogram.record_value(max(1, int((trio.current_time() - due) * 1e6)))
 
     started = trio.current_time()
@@ -159,12 +166,16 @@ async def open_loop(market: MarketConfig, rate: int, duration: float) -> dict[st
             while now - started < duration:
                 due_count = int((now - started) * rate) - sent
                 for k in range(due_count):
-                    nursery.start_soon(one, started + (sent + k) / rate)
+                    if outstanding >= _MAX_OUTSTANDING:
+                        shed += 1  # overloaded: count it, do not pile up more tasks
+                    else:
+                        nursery.start_soon(one, started + (sent + k) / rate)
                 sent += due_count
                 await trio.sleep(0.001)
                 now = trio.current_time()
     finally:
-        await client.aclose()
+        for client in clients:
+            await client.aclose()
     elapsed = trio.current_time() - started
 
     def ms(percentile: float) -> float:
@@ -175,6 +186,7 @@ async def open_loop(market: MarketConfig, rate: int, duration: float) -> dict[st
         "orders": sent,
         "achieved_rate": histogram.get_total_count() / elapsed,
         "failures": failures,
+        "shed": shed,
         "p50_ms": ms(50),
         "p99_ms": ms(99),
         "p999_ms": ms(99.9),
@@ -265,7 +277,7 @@ def bench_shard(
             f"latency at {lat['offered_rate']}/s offered ({lat['achieved_rate']:.0f}/s done): "
             f"p50 {lat['p50_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms, "
             f"p99.9 {lat['p999_ms']:.2f} ms, max {lat['max_ms']:.2f} ms, "
-            f"{lat['failures']} failed"
+            f"{lat['failures']} failed, {lat['shed']} shed (over {_MAX_OUTSTANDING} unanswered)"
         )
     f = report["failover"]
     if f.get("kills"):
