@@ -270,3 +270,26 @@ async def test_window_of_unanswered_requests_is_bounded() -> None:
                 fakes["r1"].held.pop()(dict(group.sessions[("c1", 1)]))
             assert group.applications == 1000
         nursery.cancel_scope.cancel()
+
+
+class _BrokenStream:
+    """A socket stream whose peer is gone: every write fails as trio reports it."""
+
+    def __init__(self) -> None:
+        self.socket = socket.socket()
+
+    async def send_all(self, data: bytes) -> None:
+        raise trio.BrokenResourceError("peer reset the connection")
+
+
+async def test_a_write_to_a_vanished_replica_is_reported_as_connection_lost() -> None:
+    """A replica killed between requests surfaces as ConnectionLost (retried
+    elsewhere by ShardClient), never as a raw trio.BrokenResourceError that
+    callers would report as an internal error."""
+    from shard.node.client import ConnectionLost, ReplicaConnection
+
+    connection = ReplicaConnection("r1", "127.0.0.1:9")
+    connection._stream = _BrokenStream()  # type: ignore[assignment]
+    with pytest.raises(ConnectionLost):
+        await connection.request({"t": "status"})
+    assert isinstance(connection.failure, ConnectionLost)

@@ -129,6 +129,11 @@ class ReplicaConnection:
                 data = b"".join(self._outbox)
                 self._outbox.clear()
                 await stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            # The replica went away mid-write: the caller retries elsewhere.
+            lost = ConnectionLost(f"{self.name}: {exc!r}")
+            self._fail(lost)
+            raise lost from exc
         except BaseException as exc:  # a half-written frame leaves the stream unusable
             self._fail(exc if isinstance(exc, Exception) else ConnectionLost("cancelled mid-write"))
             raise
