@@ -25,23 +25,12 @@ import attrs
 import trio
 
 from chaos.history import FaultRecord, History
+from chaos.kinds import FAULT_KINDS
 from chaos.supervisor import ChaosCluster
 from shard.observability import get_logger
 
 log = get_logger("chaos.faults")
 
-FAULT_KINDS: tuple[str, ...] = (
-    "kill_leader",
-    "kill_follower",
-    "pause_leader",
-    "pause_follower",
-    "isolate_leader",
-    "partition",
-    "asymmetric",
-    "delay",
-    "torn_wal",
-    "kill_gateway",
-)
 _FAILOVER_LIMIT_S = 15.0
 
 

@@ -29,8 +29,9 @@ from chaos.checker import (
     check_replica_logs,
 )
 from chaos.collect import fetch_events, merge_logs, read_offline, settle
-from chaos.faults import FAULT_KINDS, heal_everything, plan_faults, run_faults
+from chaos.faults import heal_everything, plan_faults, run_faults
 from chaos.history import History
+from chaos.kinds import FAULT_KINDS
 from chaos.report import format_report
 from chaos.supervisor import ChaosCluster, open_cluster
 from chaos.workload import WorkloadSettings, run_workload

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -29,6 +28,7 @@ import trio
 
 from chaos.proxy import ProxyMesh
 from chaos.topology import build_cluster, raft_addresses, with_peer_addresses, write_config
+from cli.processes import clob_command
 from config.load import parse_address
 from config.schema import ClusterConfig, MarketConfig, TimingConfig
 from gateway.auth import KeyStore
@@ -40,14 +40,6 @@ from shard.storage.segments import HEADER_SIZE, list_segments
 log = get_logger("chaos.supervisor")
 
 _STOP_GRACE_S = 15.0  # a loaded 2-core machine can take seconds to tear 8 processes down
-
-
-def clob_command() -> list[str]:
-    """How to run the ``clob`` CLI with the current interpreter's environment."""
-    script = Path(sys.executable).with_name("clob")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "from cli.main import main; main()"]
 
 
 @attrs.define

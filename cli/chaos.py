@@ -16,23 +16,12 @@ from pathlib import Path
 import trio
 import typer
 
+from chaos.kinds import FAULT_KINDS
 from cli.apps import app
 from shard.observability import configure_logging
 
 # The harness (chaos.run and what it imports) loads only when ``clob chaos`` runs, so
 # every other ``clob`` command, replica and gateway processes included, starts faster.
-FAULT_KINDS: tuple[str, ...] = (
-    "kill_leader",
-    "kill_follower",
-    "pause_leader",
-    "pause_follower",
-    "isolate_leader",
-    "partition",
-    "asymmetric",
-    "delay",
-    "torn_wal",
-    "kill_gateway",
-)
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
