@@ -38,6 +38,7 @@ from config.load import load_config
 from config.schema import ClusterConfig, MarketConfig
 from shard.node.api import ShardError
 from shard.node.client import ShardClient
+from shard.node.gctuning import tune_for_throughput
 
 MARKET = "BTC-USD"
 _MAX_OUTSTANDING = 5000  # open loop: orders due beyond this many unanswered are shed
@@ -228,13 +229,34 @@ async def run_bench(
         await wait_healthy(market)
         report: dict[str, Any] = {"nproc": os.cpu_count(), "durability": cluster.durability}
         if args["duration"] > 0:
+            cpu_before = replica_cpu_seconds(group)
             report["throughput"] = await closed_loop(market, args["inflight"], args["duration"])
+            cpu = replica_cpu_seconds(group) - cpu_before
+            if cpu > 0:
+                orders = max(1, report["throughput"]["orders"])
+                report["throughput"]["replica_cpu_us_per_order"] = cpu / orders * 1e6
             await wait_healthy(market)
             report["latency"] = await open_loop(market, args["rate"], args["duration"])
         report["failover"] = await failover(group, market, args["kills"])
         return report
     finally:
         await group.stop_all()
+
+
+def replica_cpu_seconds(group: ProcessGroup) -> float:
+    """User + system CPU used so far by the running replicas (Linux ``/proc``; else 0)."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total = 0
+    for child in group.children.values():
+        if child.process is None or not child.running:
+            continue
+        try:
+            stat = Path(f"/proc/{child.process.pid}/stat").read_text()
+        except OSError:
+            return 0.0
+        fields = stat.rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / tick
 
 
 @bench_app.command("shard")
@@ -259,6 +281,7 @@ def bench_shard(
         argv += ["--log-level", node_log_level]
         group.add(replica.name, argv, base / f"{replica.name}.log")
     args = {"duration": duration, "inflight": inflight, "rate": rate, "kills": kills}
+    tune_for_throughput()  # the load client shares the cores with the replicas
     report = trio.run(run_bench, cluster, group, args)
     if workdir is None:
         shutil.rmtree(base, ignore_errors=True)
@@ -273,6 +296,11 @@ def bench_shard(
             f"({t['orders']} in {t['seconds']:.1f}s, {t['inflight']} in flight, "
             f"{t['failures']} failed)"
         )
+        if "replica_cpu_us_per_order" in t:
+            typer.echo(
+                f"replica CPU during the throughput phase: "
+                f"{t['replica_cpu_us_per_order']:.0f} us per order (3 replicas together)"
+            )
         typer.echo(
             f"latency at {lat['offered_rate']}/s offered ({lat['achieved_rate']:.0f}/s done): "
             f"p50 {lat['p50_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms, "

@@ -15,6 +15,7 @@ import trio
 
 from config.load import load_config
 from config.schema import ClusterConfig
+from shard.node.gctuning import tune_for_throughput
 from shard.node.metrics import NodeMetrics
 from shard.node.options import ReplicaOptions
 from shard.node.runtime import Replica
@@ -52,4 +53,5 @@ async def run_node(
 def main(config_path: str, name: str, options: ReplicaOptions | None = None) -> None:
     """Entry point of ``clob node``."""
     cluster = load_config(config_path)
+    tune_for_throughput()
     trio.run(run_node, cluster, name, options)

@@ -51,6 +51,7 @@ from shard.raft.messages import (
     TimeoutNow,
 )
 from shard.raft.ready import Snapshot as RaftSnapshot
+from shard.sessions import Verdict
 from shard.statemachine import EngineApplication, ReplicatedStateMachine
 from shard.storage import Recovered, Storage, StorageError, open_storage
 from shard.storage.errors import StorageFull
@@ -335,11 +336,10 @@ class Replica:
             start = end
 
     def _apply_segment(self, entries: tuple[Any, ...]) -> None:
-        outcomes = self.rsm.apply(entries)
         items: list[list[Any]] = []
         waiting = self._waiting
-        for outcome in outcomes:
-            if outcome.result is None:
+        for _, client_id, request_no, verdict, result, seq in self.rsm.apply_rows(entries):
+            if result is None:
                 # EXPIRED: below the session's acknowledged mark (a very late retry, or
                 # the client's window outgrew the session table): applied before and
                 # forgotten, or dropped now. The client cannot know which.
@@ -347,17 +347,17 @@ class Replica:
                     protocol.TIMEOUT, "request no longer remembered; outcome unknown"
                 )
                 error["indeterminate"] = True
-                self._fail_waiters((outcome.client_id, outcome.request_no), error)
+                self._fail_waiters((client_id, request_no), error)
                 continue
-            events, levels = outcome.result
-            if outcome.verdict.value == "new":
-                items.append([outcome.seq, events, levels])
-            replies = waiting.pop((outcome.client_id, outcome.request_no), None)
+            events, levels = result
+            if verdict is Verdict.NEW:
+                items.append([seq, events, levels])
+            replies = waiting.pop((client_id, request_no), None)
             if replies:
                 for reply in replies:
-                    reply({"t": "result", "seq": outcome.seq, "events": events})
-            elif outcome.client_id == _BOOTSTRAP_CLIENT:
-                self.log.info("bootstrap command applied", seq=outcome.seq, events=str(events))
+                    reply({"t": "result", "seq": seq, "events": events})
+            elif client_id == _BOOTSTRAP_CLIENT:
+                self.log.info("bootstrap command applied", seq=seq, events=str(events))
         self.ring.publish(items)
         self.metrics.commands_applied.inc(len(items))
 
