@@ -61,20 +61,24 @@ async def test_random_traffic_matches_a_direct_replay(tmp_path: Path) -> None:
     ):
         clients: dict[str, GatewayClient] = {"alice": alice, "bob": bob}
 
-        async def record_user(name: str) -> None:
+        # Each recorder reports started once its subscription is acknowledged, so
+        # no command below can run before the streams exist.
+        async def record_user(name: str, *, task_status: trio.TaskStatus[None]) -> None:
             async with clients[name].user_stream() as stream:
+                task_status.started()
                 async for item in stream:
                     streams[name].append({"market": item.market, **item.event})
 
-        async def record_book() -> None:
+        async def record_book(*, task_status: trio.TaskStatus[None]) -> None:
             async with bob.book_stream("BTC-USD") as stream:
+                task_status.started()
                 async for view in stream:
                     views.append(view)
                     resyncs.append(stream.resyncs)
 
-        nursery.start_soon(record_user, "alice")
-        nursery.start_soon(record_user, "bob")
-        nursery.start_soon(record_book)
+        await nursery.start(record_user, "alice")
+        await nursery.start(record_user, "bob")
+        await nursery.start(record_book)
         live: dict[str, list[tuple[str, int]]] = {"alice": [], "bob": []}
         for _ in range(200):
             user = rng.choice(("alice", "bob"))
