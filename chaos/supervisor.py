@@ -27,9 +27,10 @@ import attrs
 import trio
 
 from chaos.proxy import ProxyMesh
-from chaos.topology import build_cluster, raft_addresses, with_peer_addresses, write_config
+from chaos.topology import build_cluster, raft_addresses, with_peer_addresses
 from cli.processes import clob_command
 from config.load import parse_address
+from config.render import write_config
 from config.schema import ClusterConfig, MarketConfig, TimingConfig
 from gateway.auth import KeyStore
 from shard.node.api import NodeStatus

@@ -11,13 +11,13 @@ schedule controls, while clients reach the replicas directly.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import attrs
 
-from config.load import load_config, parse_address
+from config.load import parse_address
+from config.ports import free_ports
 from config.schema import ClusterConfig, GatewayConfig, MarketConfig, ReplicaConfig, TimingConfig
 
 # (name, tick_size, lot_size)
@@ -25,20 +25,6 @@ DEFAULT_MARKETS: tuple[tuple[str, str, str], ...] = (
     ("BTC-USD", "0.01", "0.001"),
     ("ETH-USD", "0.01", "0.01"),
 )
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports the kernel says are free now (held open together so they are distinct)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def build_cluster(
@@ -93,65 +79,6 @@ def with_peer_addresses(
         attrs.evolve(m, replicas=members) if m.name == market.name else m for m in cluster.markets
     )
     return attrs.evolve(cluster, markets=markets)
-
-
-def _toml_str(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
-
-
-def render_toml(cluster: ClusterConfig) -> str:
-    """The TOML text that :func:`config.load.load_config` reads back as ``cluster``."""
-    lines = [
-        f"cluster_id = {_toml_str(cluster.cluster_id)}",
-        f"durability = {_toml_str(cluster.durability)}",
-        f"keys_file = {_toml_str(cluster.keys_file)}",
-        "",
-        "[timing]",
-        f"tick_ms = {cluster.timing.tick_ms}",
-        f"election_ticks = {cluster.timing.election_ticks}",
-        f"heartbeat_ticks = {cluster.timing.heartbeat_ticks}",
-    ]
-    for market in cluster.markets:
-        lines += [
-            "",
-            "[[markets]]",
-            f"name = {_toml_str(market.name)}",
-            f"tick_size = {_toml_str(market.tick_size)}",
-            f"lot_size = {_toml_str(market.lot_size)}",
-        ]
-        for r in market.replicas:
-            lines += [
-                "",
-                "[[markets.replicas]]",
-                f"name = {_toml_str(r.name)}",
-                f"raft = {_toml_str(r.raft)}",
-                f"client = {_toml_str(r.client)}",
-                f"data_dir = {_toml_str(r.data_dir)}",
-            ]
-            if r.metrics is not None:
-                lines.append(f"metrics = {_toml_str(r.metrics)}")
-            if r.join:
-                lines.append("join = true")
-    for gateway in cluster.gateways:
-        lines += [
-            "",
-            "[[gateways]]",
-            f"name = {_toml_str(gateway.name)}",
-            f"listen = {_toml_str(gateway.listen)}",
-        ]
-        if gateway.metrics is not None:
-            lines.append(f"metrics = {_toml_str(gateway.metrics)}")
-    return "\n".join(lines) + "\n"
-
-
-def write_config(cluster: ClusterConfig, path: Path) -> Path:
-    """Write ``cluster`` and check that it loads back unchanged."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_toml(cluster))
-    loaded = load_config(path)
-    assert loaded == cluster, (loaded, cluster)
-    return path
 
 
 def raft_addresses(market: MarketConfig) -> dict[str, tuple[str, int]]:

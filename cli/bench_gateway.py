@@ -31,9 +31,10 @@ import trio
 import typer
 from hdrh.histogram import HdrHistogram
 
-from chaos.topology import DEFAULT_MARKETS, build_cluster, write_config
+from chaos.topology import DEFAULT_MARKETS, build_cluster
 from cli.apps import bench_app
 from cli.processes import ProcessGroup, clob_command, wait_listening
+from config.render import write_config
 from config.schema import ClusterConfig
 from gateway.auth import KeyStore
 from gateway.client import ClientError, GatewayClient, open_client

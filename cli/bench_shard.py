@@ -21,7 +21,6 @@ import itertools
 import json
 import os
 import shutil
-import socket
 import statistics
 import tempfile
 import time
@@ -35,7 +34,9 @@ from hdrh.histogram import HdrHistogram
 from cli.apps import bench_app
 from cli.processes import ProcessGroup, clob_command
 from config.load import load_config
-from config.schema import ClusterConfig, MarketConfig
+from config.ports import free_ports
+from config.render import write_config
+from config.schema import ClusterConfig, Durability, MarketConfig, ReplicaConfig
 from shard.node.api import ShardError
 from shard.node.client import ShardClient
 from shard.node.gctuning import tune_for_throughput
@@ -44,33 +45,24 @@ MARKET = "BTC-USD"
 _MAX_OUTSTANDING = 5000  # open loop: orders due beyond this many unanswered are shed
 
 
-def write_topology(directory: Path, durability: str, replicas: int = 3) -> Path:
+def write_topology(directory: Path, durability: Durability, replicas: int = 3) -> Path:
     """A one-market topology on free 127.0.0.1 ports with data under ``directory``."""
-    socks = [socket.socket() for _ in range(replicas * 2)]
-    for sock in socks:
-        sock.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for sock in socks:
-        sock.close()
-    lines = [
-        'cluster_id = "bench-shard"',
-        f'durability = "{durability}"',
-        "[[markets]]",
-        f'name = "{MARKET}"',
-        'tick_size = "0.01"',
-        'lot_size = "0.001"',
-    ]
-    for i in range(replicas):
-        lines += [
-            "[[markets.replicas]]",
-            f'name = "bench-{i + 1}"',
-            f'raft = "127.0.0.1:{ports[2 * i]}"',
-            f'client = "127.0.0.1:{ports[2 * i + 1]}"',
-            f'data_dir = "{directory / f"bench-{i + 1}"}"',
-        ]
-    path = directory / "cluster.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    ports = free_ports(replicas * 2)
+    members = tuple(
+        ReplicaConfig(
+            name=f"bench-{i + 1}",
+            raft=f"127.0.0.1:{ports[2 * i]}",
+            client=f"127.0.0.1:{ports[2 * i + 1]}",
+            data_dir=str(directory / f"bench-{i + 1}"),
+        )
+        for i in range(replicas)
+    )
+    cluster = ClusterConfig(
+        cluster_id="bench-shard",
+        markets=(MarketConfig(MARKET, "0.01", "0.001", members),),
+        durability=durability,
+    )
+    return write_config(cluster, directory / "cluster.toml")
 
 
 class OrderSource:
@@ -271,9 +263,11 @@ def bench_shard(
     node_log_level: str = typer.Option("WARNING", help="Log level of the replica processes."),
 ) -> None:
     """Benchmark one market's 3-replica group of real processes (see module docstring)."""
+    if durability not in ("fsync", "none"):
+        raise typer.BadParameter("durability must be fsync or none", param_hint="--durability")
     base = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="clob-bench-shard-"))
     base.mkdir(parents=True, exist_ok=True)
-    config = write_topology(base, durability)
+    config = write_topology(base, "fsync" if durability == "fsync" else "none")
     cluster = load_config(config)
     group = ProcessGroup()
     for replica in cluster.markets[0].replicas:

@@ -10,9 +10,10 @@ import pytest
 from chaos.checker import CommittedEntry, CommittedLog, Violation
 from chaos.history import FaultRecord, History
 from chaos.report import first_ack_after, format_report
-from chaos.topology import build_cluster, with_peer_addresses, write_config
+from chaos.topology import build_cluster, with_peer_addresses
 from cli.chaos import parse_duration
 from config.load import load_config
+from config.render import write_config
 
 
 def test_generated_config_round_trips_with_distinct_ports(tmp_path: Path) -> None:

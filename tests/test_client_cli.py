@@ -14,9 +14,10 @@ from typer.testing import CliRunner
 import cli.client
 import cli.gateway
 import cli.keys  # noqa: F401
-from chaos.topology import build_cluster, write_config
+from chaos.topology import build_cluster
 from cli.apps import app
 from cli.processes import clob_command, wait_listening
+from config.render import write_config
 from gateway.auth import KeyStore
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from chaos.topology import build_cluster, write_config
+from chaos.topology import build_cluster
 from cli.processes import clob_command
+from config.render import write_config
 from gateway.client import open_client
 
 pytestmark = pytest.mark.processes

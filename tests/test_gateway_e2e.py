@@ -16,8 +16,9 @@ import attrs
 import pytest
 import trio
 
-from chaos.topology import build_cluster, write_config
+from chaos.topology import build_cluster
 from cli.processes import ProcessGroup, clob_command, wait_listening
+from config.render import write_config
 from config.schema import ClusterConfig
 from gateway.auth import KeyStore
 from gateway.client import ClientError, GatewayClient, open_client
