@@ -13,7 +13,6 @@ Exits 1 with a message on stderr when a check fails.
 
 from __future__ import annotations
 
-import socket
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,9 @@ from typing import Any
 import trio
 
 from config.load import load_config
-from config.schema import MarketConfig
+from config.ports import free_ports
+from config.render import write_config
+from config.schema import ClusterConfig, MarketConfig, ReplicaConfig
 from shard.node.api import ShardError
 from shard.node.client import ShardClient
 
@@ -44,34 +45,22 @@ def market_of(config: str, name: str) -> MarketConfig:
 
 def write_topology(directory: str, replicas: int) -> None:
     base = Path(directory).resolve()
-    base.mkdir(parents=True, exist_ok=True)
-    socks = []
-    for _ in range(replicas * 2):
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        socks.append(sock)
-    ports = [s.getsockname()[1] for s in socks]
-    for sock in socks:
-        sock.close()
-    lines = [
-        'cluster_id = "failover-test"',
-        'durability = "fsync"',
-        "[[markets]]",
-        'name = "BTC-USD"',
-        'tick_size = "0.01"',
-        'lot_size = "0.001"',
-    ]
-    for i in range(replicas):
-        lines += [
-            "[[markets.replicas]]",
-            f'name = "btc-usd-{i + 1}"',
-            f'raft = "127.0.0.1:{ports[2 * i]}"',
-            f'client = "127.0.0.1:{ports[2 * i + 1]}"',
-            f'data_dir = "{base / f"btc-usd-{i + 1}"}"',
-        ]
-    path = base / "cluster.toml"
-    path.write_text("\n".join(lines) + "\n")
-    print(path)
+    ports = free_ports(replicas * 2)
+    members = tuple(
+        ReplicaConfig(
+            name=f"btc-usd-{i + 1}",
+            raft=f"127.0.0.1:{ports[2 * i]}",
+            client=f"127.0.0.1:{ports[2 * i + 1]}",
+            data_dir=str(base / f"btc-usd-{i + 1}"),
+        )
+        for i in range(replicas)
+    )
+    cluster = ClusterConfig(
+        cluster_id="failover-test",
+        markets=(MarketConfig("BTC-USD", "0.01", "0.001", members),),
+        durability="fsync",
+    )
+    print(write_config(cluster, base / "cluster.toml"))
 
 
 def order(tag: str, i: int) -> dict[str, Any]:

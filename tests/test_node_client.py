@@ -10,6 +10,7 @@ import orjson
 import pytest
 import trio
 
+from config.ports import free_ports
 from config.schema import MarketConfig, ReplicaConfig
 from shard.node import protocol
 from shard.node.api import AppliedItem, BadRequest, SubscriptionGone, Unavailable
@@ -19,10 +20,7 @@ from shard.node.framing import FrameDecoder, encode_frame
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return free_ports(1)[0]
 
 
 class Group:

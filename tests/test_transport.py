@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from typing import Any
 
 import trio
 
+from config.ports import free_ports
 from shard.node.framing import FrameDecoder, encode_frame
 from shard.node.transport import PeerTransport
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return free_ports(1)[0]
 
 
 async def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
