@@ -27,6 +27,7 @@ import orjson
 import typer
 from hdrh.histogram import HdrHistogram
 
+import clob
 from cli.apps import bench_app
 from cli.engine_workload import MARKETS, START_MID, WorkloadGenerator, resting_orders
 from clob.engine import Engine
@@ -179,6 +180,7 @@ def bench_engine(
     histogram = _latency(setup, mixed)
     result: dict[str, Any] = {
         "cpu_count": os.cpu_count(),
+        "engine_build": clob.build_kind(),
         # other processes on the machine skew every figure; show how busy it was
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "seed": seed,
@@ -209,7 +211,8 @@ def bench_engine(
         typer.echo(orjson.dumps(result).decode())
         return
     typer.echo(f"cores (os.cpu_count): {result['cpu_count']}  "
-               f"load average (1 min): {result['load_avg_1m']}")  # fmt: skip
+               f"load average (1 min): {result['load_avg_1m']}  "
+               f"engine: {result['engine_build']}")  # fmt: skip
     typer.echo(f"commands: {result['commands']:,}  mix: {result['mix']}")
     typer.echo(f"throughput: {result['commands_per_s']:,} commands/s, "
                f"{result['events_per_s']:,} events/s")  # fmt: skip

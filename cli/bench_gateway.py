@@ -31,6 +31,7 @@ import trio
 import typer
 from hdrh.histogram import HdrHistogram
 
+import clob
 from chaos.topology import DEFAULT_MARKETS, build_cluster
 from cli.apps import bench_app
 from cli.processes import ProcessGroup, clob_command, wait_listening
@@ -111,6 +112,7 @@ def bench_gateway(
             _remove(root)
     doc = {
         "nproc": os.cpu_count(),
+        "engine_build": clob.build_kind(),
         "durability": durability,
         "local_engine": local_engine,
         "duration_s": duration,

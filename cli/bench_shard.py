@@ -31,6 +31,7 @@ import trio
 import typer
 from hdrh.histogram import HdrHistogram
 
+import clob
 from cli.apps import bench_app
 from cli.processes import ProcessGroup, clob_command
 from config.load import load_config
@@ -219,7 +220,11 @@ async def run_bench(
     await group.start_all()
     try:
         await wait_healthy(market)
-        report: dict[str, Any] = {"nproc": os.cpu_count(), "durability": cluster.durability}
+        report: dict[str, Any] = {
+            "nproc": os.cpu_count(),
+            "engine_build": clob.build_kind(),
+            "durability": cluster.durability,
+        }
         if args["duration"] > 0:
             cpu_before = replica_cpu_seconds(group)
             report["throughput"] = await closed_loop(market, args["inflight"], args["duration"])

@@ -29,7 +29,6 @@ GTC, IOC, FOK = "gtc", "ioc", "fok"
 BUY, SELL = "buy", "sell"
 
 _new = tuple.__new__
-_new_object = object.__new__
 
 # Returned by Market.match when self-trade prevention cancelled the taker.
 TAKER_CANCELLED = -1
@@ -170,18 +169,17 @@ class Market:
             )
             return
         assert price is not None
-        # Order(...) inlined: the slot stores without the __init__ call frame
-        order = _new_object(Order)
-        order.order_id = order_id
-        order.user = user
-        order.client_order_id = client_order_id
-        order.is_buy = is_buy
-        order.price = price
-        order.qty = remaining
-        order.filled = qty - remaining
-        order.stp = stp
-        order.post_only = post_only
-        order.next = None
+        order = Order(
+            order_id,
+            user,
+            client_order_id,
+            is_buy,
+            price,
+            remaining,
+            qty - remaining,
+            stp,
+            post_only,
+        )
         # inline BookSide.add + index_order
         side = self.bids if is_buy else self.asks
         level = side.levels.get(price)

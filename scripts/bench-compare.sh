@@ -23,6 +23,18 @@ fi
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT" \
     pysyncobj==0.3.17 lobby==0.1.3 pyorderbook==0.4.9 matplotlib==3.11.2
 
+# The mypyc-compiled engine (make native) needs its runtime library, which
+# scripts/build_native.py put into the project's .venv; share it.
+site_of() { "$1" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'; }
+if [ -x "$ROOT/.venv/bin/python" ]; then
+    MAIN_SITE="$(site_of "$ROOT/.venv/bin/python")"
+    if [ -f "$MAIN_SITE/clob-native-runtime.txt" ]; then
+        for lib in $(cat "$MAIN_SITE/clob-native-runtime.txt"); do
+            cp "$MAIN_SITE/$lib" "$(site_of "$VENV/bin/python")/"
+        done
+    fi
+fi
+
 echo "date $(date -u +%Y-%m-%dT%H:%MZ), nproc $(nproc), $("$VENV/bin/python" --version)"
 cd "$ROOT"
 if [ "$WHAT" = all ] || [ "$WHAT" = books ]; then

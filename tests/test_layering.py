@@ -29,6 +29,9 @@ FORBIDDEN = {
     "gateway": {"cli", "chaos", "asyncio", "threading"},
     "config": {"shard", "gateway", "cli", "trio"},
 }
+# The package loader may read the environment and stat its own files (it
+# refuses a stale compiled build and honours CLOB_PURE); the engine may not.
+LOADER_EXEMPTIONS = {Path("clob/__init__.py"): {"os"}}
 # the consensus core is sans-I/O like the engine
 PURE_SUBPACKAGES = {"shard/raft": {"trio", "time", "random", "socket", "os", "asyncio"}}
 
@@ -55,7 +58,7 @@ def _cases() -> list[tuple[Path, set[str]]]:
 
 @pytest.mark.parametrize(("path", "banned"), _cases(), ids=lambda v: str(v)[len(str(ROOT)) + 1 :])
 def test_module_respects_layering(path: Path, banned: set[str]) -> None:
-    bad = _imports(path) & banned
+    bad = _imports(path) & (banned - LOADER_EXEMPTIONS.get(path.relative_to(ROOT), set()))
     assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
 
 

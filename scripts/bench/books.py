@@ -197,7 +197,13 @@ def main() -> None:
         benches.append(("clob engine (execute)", lambda w: bench_engine(w, encode=False)))
         benches.append(("clob engine (execute+encode)", lambda w: bench_engine(w, encode=True)))
     results = []
-    print(f"{len(workload)} operations, seed {args.seed}, nproc {os.cpu_count()}")
+    sys.path.insert(0, str(ROOT))
+    import clob
+
+    print(
+        f"{len(workload)} operations, seed {args.seed}, nproc {os.cpu_count()}, "
+        f"clob engine {clob.build_kind()}"
+    )
     for name, bench in benches:
         elapsed, trades = bench(workload)
         rate = len(workload) / elapsed
