@@ -31,6 +31,7 @@ import clob
 from cli.apps import bench_app
 from cli.engine_workload import MARKETS, START_MID, WorkloadGenerator, resting_orders
 from clob.engine import Engine
+from shard.node.gctuning import tune_for_throughput
 
 Command = dict[str, Any]
 
@@ -154,8 +155,16 @@ def bench_engine(
     ),
     deep: bool = typer.Option(False, "--deep", help="Also compare a deep book with a small one."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    gc_policy: str = typer.Option(
+        "replica",
+        "--gc",
+        help="Garbage collector: 'replica' (the settings replica processes run with: "
+        "objects alive before the timing frozen, rare collections) or 'default' (CPython's).",
+    ),
 ) -> None:
     """Benchmark the matching engine on a seeded realistic workload."""
+    if gc_policy not in ("replica", "default"):
+        raise typer.BadParameter("must be 'replica' or 'default'", param_hint="--gc")
     generator = WorkloadGenerator(seed)
     setup, mixed = generator.build(
         commands, progress=lambda done: _progress("generating", done, commands)
@@ -168,6 +177,25 @@ def bench_engine(
     for command in mixed:
         kinds[command["type"]] = kinds.get(command["type"], 0) + 1
     gc.collect()
+    thresholds = gc.get_threshold()
+    if gc_policy == "replica":
+        tune_for_throughput()
+    try:
+        result = _measure(setup, mixed, resting, deep)
+    finally:  # leave the collector as it was (the command also runs inside tests)
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+    result["engine_build"] = clob.build_kind()
+    result["gc"] = gc_policy
+    result["seed"] = seed
+    result["mix"] = {k: round(v / len(mixed), 3) for k, v in sorted(kinds.items())}
+    _report(result, as_json)
+
+
+def _measure(
+    setup: list[Command], mixed: list[Command], resting: int, deep: bool
+) -> dict[str, Any]:
+    """Throughput, latency, book shape and (optionally) memory and depth figures."""
     elapsed, events, engine = _throughput(setup, mixed)
     shape = {
         name: {
@@ -180,12 +208,9 @@ def bench_engine(
     histogram = _latency(setup, mixed)
     result: dict[str, Any] = {
         "cpu_count": os.cpu_count(),
-        "engine_build": clob.build_kind(),
         # other processes on the machine skew every figure; show how busy it was
         "load_avg_1m": round(os.getloadavg()[0], 2),
-        "seed": seed,
         "commands": len(mixed),
-        "mix": {k: round(v / len(mixed), 3) for k, v in sorted(kinds.items())},
         "seconds": round(elapsed, 3),
         "commands_per_s": round(len(mixed) / elapsed),
         "events_per_s": round(events / elapsed),
@@ -207,19 +232,23 @@ def bench_engine(
         }
     # peak resident memory of this process (Linux reports KiB)
     result["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return result
+
+
+def _report(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         typer.echo(orjson.dumps(result).decode())
         return
     typer.echo(f"cores (os.cpu_count): {result['cpu_count']}  "
                f"load average (1 min): {result['load_avg_1m']}  "
-               f"engine: {result['engine_build']}")  # fmt: skip
+               f"engine: {result['engine_build']}  gc: {result['gc']}")  # fmt: skip
     typer.echo(f"commands: {result['commands']:,}  mix: {result['mix']}")
     typer.echo(f"throughput: {result['commands_per_s']:,} commands/s, "
                f"{result['events_per_s']:,} events/s")  # fmt: skip
     lat = result["latency_us"]
     typer.echo(f"latency per command (us): p50 {lat['p50']}  p99 {lat['p99']}  "
                f"p99.9 {lat['p99.9']}")  # fmt: skip
-    typer.echo(f"final book: {shape}")
+    typer.echo(f"final book: {result['final_book']}")
     if "memory" in result:
         mem = result["memory"]
         typer.echo(f"memory: {mem['bytes_per_resting_order']} bytes per resting order "

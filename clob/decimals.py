@@ -9,22 +9,23 @@ step size and back, without floats and without the ``decimal`` module.
 from __future__ import annotations
 
 import re
+from typing import Final
 
 # A plain decimal: optional minus sign, digits with an optional fraction (or a
 # bare fraction such as ".5"). No exponent, no whitespace, no underscores, ASCII
 # digits only (``\d`` would also accept other scripts' digits).
-_DECIMAL = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+_DECIMAL: Final = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 
 # Longer strings are refused as malformed so that int() never meets a number
 # with thousands of digits (CPython limits str->int conversion to 4300 digits).
-MAX_DECIMAL_CHARS = 100
+MAX_DECIMAL_CHARS: Final = 100
 
 # Upper bound (exclusive) of a step count. Keeps every integer the engine
 # stores within msgpack's 64-bit range; larger values are out of range.
-MAX_STEPS = 10**18
+MAX_STEPS: Final = 10**18
 
 # Bounded caches: a decimal string seen before converts with one dict lookup.
-_CACHE_LIMIT = 1 << 16
+_CACHE_LIMIT: Final = 1 << 16
 
 
 def is_decimal(text: str) -> bool:

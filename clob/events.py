@@ -10,19 +10,19 @@ event's market; :mod:`clob.codec` turns them into decimal strings.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 # Rejection reasons, in the order of precedence ENGINE.md gives: when a
 # command fails several checks, the first one in this tuple is reported.
-BAD_COMMAND = "bad_command"
-UNKNOWN_MARKET = "unknown_market"
-MARKET_EXISTS = "market_exists"
-INVALID_QTY = "invalid_qty"
-INVALID_PRICE = "invalid_price"
-INVALID_TIF = "invalid_tif"
-UNKNOWN_ORDER = "unknown_order"
-DUPLICATE_CLIENT_ORDER_ID = "duplicate_client_order_id"
-WOULD_TAKE = "would_take"
+BAD_COMMAND: Final = "bad_command"
+UNKNOWN_MARKET: Final = "unknown_market"
+MARKET_EXISTS: Final = "market_exists"
+INVALID_QTY: Final = "invalid_qty"
+INVALID_PRICE: Final = "invalid_price"
+INVALID_TIF: Final = "invalid_tif"
+UNKNOWN_ORDER: Final = "unknown_order"
+DUPLICATE_CLIENT_ORDER_ID: Final = "duplicate_client_order_id"
+WOULD_TAKE: Final = "would_take"
 REJECTION_PRECEDENCE = (
     BAD_COMMAND,
     UNKNOWN_MARKET,

@@ -7,6 +7,8 @@ appended to the caller's ``out`` list in the order they happen.
 
 from __future__ import annotations
 
+from typing import Final
+
 from clob.book import BookSide, Level, Order
 from clob.decimals import Step
 from clob.events import (
@@ -22,16 +24,19 @@ from clob.events import (
     Reject,
 )
 
-CANCEL_TAKER = "cancel_taker"
-CANCEL_MAKER = "cancel_maker"
-CANCEL_BOTH = "cancel_both"
-GTC, IOC, FOK = "gtc", "ioc", "fok"
-BUY, SELL = "buy", "sell"
+CANCEL_TAKER: Final = "cancel_taker"
+CANCEL_MAKER: Final = "cancel_maker"
+CANCEL_BOTH: Final = "cancel_both"
+GTC: Final = "gtc"
+IOC: Final = "ioc"
+FOK: Final = "fok"
+BUY: Final = "buy"
+SELL: Final = "sell"
 
-_new = tuple.__new__
+_new: Final = tuple.__new__
 
 # Returned by Market.match when self-trade prevention cancelled the taker.
-TAKER_CANCELLED = -1
+TAKER_CANCELLED: Final = -1
 
 
 class Market:

@@ -15,7 +15,7 @@ command on the hot path and avoid building an intermediate object.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, overload
+from typing import Any, Final, Literal, overload
 
 from clob.decimals import is_decimal
 from clob.events import (
@@ -28,15 +28,15 @@ from clob.events import (
 )
 from clob.market import CANCEL_BOTH, CANCEL_MAKER, CANCEL_TAKER, FOK, GTC, IOC, Market
 
-MARKET_NAME = re.compile(r"[A-Z0-9-]{1,32}")
-MAX_USER_CHARS = 64
-MAX_CLIENT_ORDER_ID_CHARS = 64
-DEFAULT_FILLS_LIMIT = 100
-MAX_FILLS_LIMIT = 1000
-DEFAULT_BOOK_DEPTH = 10
+MARKET_NAME: Final = re.compile(r"[A-Z0-9-]{1,32}")
+MAX_USER_CHARS: Final = 64
+MAX_CLIENT_ORDER_ID_CHARS: Final = 64
+DEFAULT_FILLS_LIMIT: Final = 100
+MAX_FILLS_LIMIT: Final = 1000
+DEFAULT_BOOK_DEPTH: Final = 10
 
-_TIFS = (GTC, IOC, FOK)
-_STPS = (CANCEL_TAKER, CANCEL_MAKER, CANCEL_BOTH)
+_TIFS: Final = (GTC, IOC, FOK)
+_STPS: Final = (CANCEL_TAKER, CANCEL_MAKER, CANCEL_BOTH)
 
 Command = dict[str, Any]
 
@@ -117,17 +117,16 @@ def parse_new_order(cmd: Command, markets: dict[str, Market]) -> NewOrderArgs:
     market is looked up early but ``unknown_market`` is still reported only
     after every ``bad_command`` check.
     """
-    get = cmd.get
-    name = get("market")
-    user = get("user")
-    coid = get("client_order_id")
-    side = get("side")
-    order_type = get("order_type")
-    price_text = get("price")
-    qty_text = get("qty")
-    tif = get("tif")
-    post_only = get("post_only")
-    stp = get("stp")
+    name = cmd.get("market")
+    user = cmd.get("user")
+    coid = cmd.get("client_order_id")
+    side = cmd.get("side")
+    order_type = cmd.get("order_type")
+    price_text = cmd.get("price")
+    qty_text = cmd.get("qty")
+    tif = cmd.get("tif")
+    post_only = cmd.get("post_only")
+    stp = cmd.get("stp")
     # bad_command checks
     if type(name) is not str:
         raise bad("'market' must be a string")
@@ -223,11 +222,10 @@ def parse_cancel(
     ``check_market`` False an unknown market is returned as None, for callers
     that have more ``bad_command`` checks to make first.
     """
-    get = cmd.get
-    name = get("market")
-    user = get("user")
-    order_id = get("order_id")
-    coid = get("client_order_id")
+    name = cmd.get("market")
+    user = cmd.get("user")
+    order_id = cmd.get("order_id")
+    coid = cmd.get("client_order_id")
     if type(name) is not str:
         raise bad("'market' must be a string")
     if type(user) is not str or not 0 < len(user) <= MAX_USER_CHARS:

@@ -28,6 +28,7 @@ new client's first request.
 from __future__ import annotations
 
 import enum
+from heapq import heappop, heappush
 from typing import Any
 
 import attrs
@@ -44,6 +45,10 @@ class Session:
     last_active: int  # log index of the client's latest proposal
     ack_below: int = 0
     results: dict[int, Any] = attrs.field(factory=dict)  # request_no -> result
+    # A min-heap of exactly the keys of ``results``: forgetting everything below a
+    # new ack (or the oldest result) costs O(log n) per result instead of a scan of
+    # the whole window on every proposal.
+    order: list[int] = attrs.field(factory=list, eq=False, repr=False)
 
 
 class SessionTable:
@@ -72,8 +77,9 @@ class SessionTable:
         s.last_active = max(s.last_active, index)
         if ack_below > s.ack_below:
             s.ack_below = ack_below
-            for req in [r for r in s.results if r < ack_below]:
-                del s.results[req]
+            order, results = s.order, s.results
+            while order and order[0] < ack_below:
+                del results[heappop(order)]
         if request_no in s.results:
             return Verdict.DUPLICATE
         if request_no < s.ack_below:
@@ -85,10 +91,13 @@ class SessionTable:
 
     def record(self, client_id: str, request_no: int, result: Any) -> None:
         s = self.sessions[client_id]
-        s.results[request_no] = result
-        if len(s.results) > self.max_results:
-            oldest = min(s.results)
-            del s.results[oldest]
+        results = s.results
+        if request_no not in results:
+            heappush(s.order, request_no)
+        results[request_no] = result
+        if len(results) > self.max_results:
+            oldest = heappop(s.order)
+            del results[oldest]
             s.ack_below = max(s.ack_below, oldest + 1)
 
     def _evict_beyond_limit(self, keep: str, index: int) -> None:
@@ -114,7 +123,7 @@ class SessionTable:
         ]
 
     def load_plain(self, rows: list[Any]) -> None:
-        self.sessions = {
-            str(c): Session(int(last), int(ack), {int(r): res for r, res in results})
-            for c, last, ack, results in rows
-        }
+        self.sessions = {}
+        for c, last, ack, results in rows:
+            kept = {int(r): res for r, res in results}
+            self.sessions[str(c)] = Session(int(last), int(ack), kept, sorted(kept))

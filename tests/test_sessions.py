@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from shard.sessions import SessionTable, Verdict
 
 
@@ -92,3 +95,47 @@ def test_recently_active_sessions_are_not_evicted() -> None:
     assert sorted(t.sessions) == ["a", "b", "c"]
     t.check("d", 1, 1, index=120)  # a idle 119 > 100: evicted; b idle 70: kept
     assert sorted(t.sessions) == ["b", "c", "d"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 40), st.integers(0, 45)),  # (request_no, ack_below)
+        max_size=120,
+    ),
+    st.integers(1, 8),
+)
+def test_forgetting_matches_a_plain_model_for_any_request_order(
+    ops: list[tuple[int, int]], max_results: int
+) -> None:
+    """Acks and the result cap forget exactly what a naive scan would, in any order."""
+    t = SessionTable(max_results=max_results)
+    assert t.check("c", 1, 0, index=0) is Verdict.NEW  # opens the session (nothing recorded)
+    ack = 0
+    kept: dict[int, int] = {}  # the model: a dict scanned in full on every change
+    for index, (req, ack_below) in enumerate(ops, start=1):
+        if ack_below > ack:
+            ack = ack_below
+            kept = {r: v for r, v in kept.items() if r >= ack}
+        if req in kept:
+            expected = Verdict.DUPLICATE
+        elif req < ack:
+            expected = Verdict.EXPIRED
+        else:
+            expected = Verdict.NEW
+        verdict = t.check("c", req, ack_below, index=index)
+        assert verdict is expected
+        if verdict is Verdict.NEW:
+            t.record("c", req, index)
+            kept[req] = index
+            if len(kept) > max_results:
+                oldest = min(kept)
+                del kept[oldest]
+                ack = max(ack, oldest + 1)
+        elif verdict is Verdict.DUPLICATE:
+            assert t.result("c", req) == kept[req]
+        assert t.sessions["c"].results == kept
+        assert t.sessions["c"].ack_below == ack
+    restored = SessionTable(max_results=max_results)
+    restored.load_plain(t.to_plain())
+    assert restored.to_plain() == t.to_plain()
