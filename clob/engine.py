@@ -77,6 +77,8 @@ class Engine:
         kind = command.get("type")
         out: list[Event] = []
         try:
+            if type(kind) is not str:
+                raise Reject(BAD_COMMAND, "'type' is missing or not a known command")
             # the two most frequent commands skip the handler table (one call less)
             if kind == "new_order":
                 market, user, coid, is_buy, price, qty, tif, post_only, stp = parse_new_order(
@@ -87,7 +89,7 @@ class Engine:
                 market, user, order_id, coid = parse_cancel(command, self.markets)
                 market.cancel_order(seq, user, order_id, coid, out)
             else:
-                handler = self._handlers.get(kind) if type(kind) is str else None
+                handler = self._handlers.get(kind)
                 if handler is None:
                     raise Reject(BAD_COMMAND, "'type' is missing or not a known command")
                 handler(command, seq, out)

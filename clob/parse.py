@@ -134,17 +134,18 @@ def parse_new_order(cmd: Command, markets: dict[str, Market]) -> NewOrderArgs:
         raise bad("'user' must be a string of 1 to 64 characters")
     if coid is not None and (type(coid) is not str or len(coid) > MAX_CLIENT_ORDER_ID_CHARS):
         raise bad("'client_order_id' must be a string of at most 64 characters")
-    if side == "buy":
+    # `type(...) is str` first: compiled, a str comparison is far cheaper than a generic one
+    if type(side) is str and side == "buy":
         is_buy = True
-    elif side == "sell":
+    elif type(side) is str and side == "sell":
         is_buy = False
     else:
         raise bad("'side' must be 'buy' or 'sell'")
-    if order_type == "limit":
+    if type(order_type) is str and order_type == "limit":
         is_market = False
         if price_text is None:
             raise bad("'price' is required for a limit order")
-    elif order_type == "market":
+    elif type(order_type) is str and order_type == "market":
         is_market = True
     else:
         raise bad("'order_type' must be 'limit' or 'market'")
