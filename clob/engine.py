@@ -19,6 +19,7 @@ from clob.events import (
     INVALID_PRICE,
     INVALID_QTY,
     MARKET_EXISTS,
+    UNKNOWN_ORDER,
     BookResult,
     Event,
     Fill,
@@ -28,8 +29,9 @@ from clob.events import (
     OrdersResult,
     Reject,
     Rejected,
+    make_event,
 )
-from clob.market import Market
+from clob.market import NO_LIVE_ORDER, Market
 from clob.parse import (
     Command,
     parse_amend,
@@ -87,14 +89,15 @@ class Engine:
                 market.new_order(seq, user, coid, is_buy, price, qty, tif, post_only, stp, out)
             elif kind == "cancel":
                 market, user, order_id, coid = parse_cancel(command, self.markets)
-                market.cancel_order(seq, user, order_id, coid, out)
+                if not market.cancel_order(seq, user, order_id, coid, out):
+                    return [_rejection(command, seq, UNKNOWN_ORDER, NO_LIVE_ORDER)]
             else:
                 handler = self._handlers.get(kind)
                 if handler is None:
                     raise Reject(BAD_COMMAND, "'type' is missing or not a known command")
                 handler(command, seq, out)
         except Reject as refusal:
-            return [_rejection(command, seq, refusal)]
+            return [_rejection(command, seq, refusal.reason, refusal.message)]
         return out
 
     def encode(self, event: Event) -> dict[str, Any]:
@@ -168,7 +171,8 @@ class Engine:
 
     def _cancel(self, cmd: Command, seq: int, out: list[Event]) -> None:
         market, user, order_id, coid = parse_cancel(cmd, self.markets)
-        market.cancel_order(seq, user, order_id, coid, out)
+        if not market.cancel_order(seq, user, order_id, coid, out):
+            raise Reject(UNKNOWN_ORDER, NO_LIVE_ORDER)
 
     def _amend(self, cmd: Command, seq: int, out: list[Event]) -> None:
         market, user, order_id, coid, price, qty = parse_amend(cmd, self.markets)
@@ -219,7 +223,7 @@ _INT64_MIN = -(2**63)
 _UINT64_MAX = 2**64 - 1
 
 
-def _rejection(cmd: dict[Any, Any], seq: int, refusal: Reject) -> Rejected:
+def _rejection(cmd: dict[Any, Any], seq: int, reason: str, message: str) -> Rejected:
     """The ``rejected`` event, echoing the command's well-typed identifying fields.
 
     An ``order_id`` outside the 64-bit range (possible from Python callers or
@@ -229,12 +233,13 @@ def _rejection(cmd: dict[Any, Any], seq: int, refusal: Reject) -> Rejected:
     user = cmd.get("user")
     coid = cmd.get("client_order_id")
     order_id = cmd.get("order_id")
-    return Rejected(
+    fields = (
         seq,
-        refusal.reason,
-        refusal.message,
+        reason,
+        message,
         market if type(market) is str else None,
         user if type(user) is str else None,
         coid if type(coid) is str else None,
         order_id if type(order_id) is int and _INT64_MIN <= order_id <= _UINT64_MAX else None,
     )
+    return make_event(Rejected, fields)

@@ -22,6 +22,7 @@ from clob.events import (
     Fill,
     OrderRow,
     Reject,
+    make_event,
 )
 
 CANCEL_TAKER: Final = "cancel_taker"
@@ -33,7 +34,8 @@ FOK: Final = "fok"
 BUY: Final = "buy"
 SELL: Final = "sell"
 
-_new: Final = tuple.__new__
+
+NO_LIVE_ORDER: Final = "no such live order of this user in this market"
 
 # Returned by Market.match when self-trade prevention cancelled the taker.
 TAKER_CANCELLED: Final = -1
@@ -87,7 +89,7 @@ class Market:
             found = mine.get(key)
             if found is not None:
                 return found
-        raise Reject(UNKNOWN_ORDER, "no such live order of this user in this market")
+        raise Reject(UNKNOWN_ORDER, NO_LIVE_ORDER)
 
     def orders_of(self, user: str) -> list[Order]:
         """The user's live orders here, by order id."""
@@ -118,7 +120,7 @@ class Market:
     ) -> None:
         """Accept and match a validated order (``price`` None: market order).
 
-        Hot path: events are built with ``tuple.__new__`` (skipping the
+        Hot path: events are built with ``make_event`` (skipping the
         NamedTuple constructor frame) and the resting insert is inlined.
         """
         user_live = self.user_live
@@ -137,7 +139,7 @@ class Market:
         self.next_order_id = order_id + 1
         name = self.name
         out.append(
-            _new(
+            make_event(
                 Accepted,
                 (
                     seq,
@@ -157,7 +159,7 @@ class Market:
         remaining = qty
         if crosses:
             if tif == FOK and not self.fok_fillable(is_buy, price, qty, user, stp):
-                out.append(_new(Cancelled, (seq, name, order_id, user, qty, "fok")))
+                out.append(make_event(Cancelled, (seq, name, order_id, user, qty, "fok")))
                 return
             remaining = self.match(
                 seq, order_id, user, client_order_id, is_buy, price, qty, stp, out
@@ -167,7 +169,7 @@ class Market:
             mine = user_live.get(user)  # self-trade prevention may have dropped it
         if tif != GTC:
             out.append(
-                _new(
+                make_event(
                     Cancelled,
                     (seq, name, order_id, user, remaining, "ioc" if tif == IOC else "fok"),
                 )
@@ -287,7 +289,7 @@ class Market:
                 trade_id = self.next_trade_id
                 self.next_trade_id = trade_id + 1
                 maker_user = maker.user
-                fill: Fill = _new(
+                fill: Fill = make_event(
                     Fill,
                     (
                         seq,
@@ -373,13 +375,18 @@ class Market:
 
     def cancel_order(
         self, seq: int, user: str, order_id: int | None, coid: str | None, out: list[Event]
-    ) -> None:
-        """The ``cancel`` command: :meth:`find` then :meth:`cancel`, inlined (hot path)."""
+    ) -> bool:
+        """The ``cancel`` command: :meth:`find` then :meth:`cancel`, inlined (hot path).
+
+        False, with nothing changed, when the user has no such live order: a
+        cancel that lost the race against a fill is common, so this refusal is
+        a return value rather than a (far costlier) :class:`Reject`.
+        """
         key: int | str | None = order_id if order_id is not None else coid
         user_live = self.user_live
         mine = user_live.get(user)
         if mine is None or key is None or (order := mine.get(key)) is None:
-            raise Reject(UNKNOWN_ORDER, "no such live order of this user in this market")
+            return False
         price = order.price
         qty = order.qty
         side = self.bids if order.is_buy else self.asks
@@ -406,13 +413,15 @@ class Market:
             del mine[coid]
         if not mine:
             del user_live[user]
-        out.append(_new(Cancelled, (seq, self.name, oid, user, qty, "user")))
+        out.append(make_event(Cancelled, (seq, self.name, oid, user, qty, "user")))
+        return True
 
     def cancel(self, seq: int, order: Order, reason: str, out: list[Event]) -> None:
         """Remove a live order from the book: ``cancelled`` with ``reason``."""
         (self.bids if order.is_buy else self.asks).remove(order)
         self.unindex_order(order)
-        out.append(Cancelled(seq, self.name, order.order_id, order.user, order.qty, reason))
+        fields = (seq, self.name, order.order_id, order.user, order.qty, reason)
+        out.append(make_event(Cancelled, fields))
 
     def cancel_all(self, seq: int, user: str, out: list[Event]) -> None:
         """Cancel every live order of ``user`` here, in order-id order."""
@@ -443,7 +452,8 @@ class Market:
                 side.remove(order)
                 order.qty = new_qty
                 side.add(order)
-            out.append(Amended(seq, self.name, order.order_id, order.user, new_price, new_qty))
+            fields = (seq, self.name, order.order_id, order.user, new_price, new_qty)
+            out.append(make_event(Amended, fields))
             return
         opposite = self.asks if order.is_buy else self.bids
         crosses = opposite.crossed_by(new_price)
@@ -452,7 +462,8 @@ class Market:
         side.remove(order)
         order.price = new_price
         order.qty = new_qty
-        out.append(Amended(seq, self.name, order.order_id, order.user, new_price, new_qty))
+        fields = (seq, self.name, order.order_id, order.user, new_price, new_qty)
+        out.append(make_event(Amended, fields))
         remaining = new_qty
         if crosses:
             remaining = self.match(
@@ -479,7 +490,7 @@ class Market:
         """The user's live orders here, by order id, as query rows."""
         name = self.name
         return [
-            _new(
+            make_event(
                 OrderRow,
                 (
                     name,
