@@ -39,7 +39,7 @@ echo "date $(date -u +%Y-%m-%dT%H:%MZ), nproc $(nproc), $("$VENV/bin/python" --v
 cd "$ROOT"
 if [ "$WHAT" = all ] || [ "$WHAT" = books ]; then
     echo "== order books: lobby, pyorderbook, clob engine =="
-    "$VENV/bin/python" scripts/bench/books.py --ops "$OPS" --seed "$SEED"
+    "$VENV/bin/python" scripts/bench/books.py --ops "$OPS" --seed "$SEED" --repeat "${REPEAT:-3}"
 fi
 if [ "$WHAT" = all ] || [ "$WHAT" = pysyncobj ]; then
     echo "== PySyncObj 3-node group on 127.0.0.1 =="
