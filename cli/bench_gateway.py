@@ -22,6 +22,7 @@ import itertools
 import os
 import random
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,8 @@ class Result:
     rate: float
     latency_ms: dict[str, float]
     errors: int
+    # CPU each role spent per acknowledged order in the throughput window
+    cpu_us_per_order: dict[str, float]
 
 
 def _parse_scenarios(text: str) -> list[Scenario]:
@@ -125,13 +128,14 @@ def bench_gateway(
     typer.echo(f"nproc={doc['nproc']} durability={durability} local_engine={local_engine}")
     typer.echo(
         f"{'scenario':<24} {'conns':>5} {'orders/s':>9} {'rate':>6} "
-        f"{'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'errors':>6}"
+        f"{'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'errors':>6}  CPU us/order"
     )
     for r in results:
         lat = r.latency_ms
+        cpu = ", ".join(f"{role} {us:.0f}" for role, us in r.cpu_us_per_order.items())
         typer.echo(
             f"{r.scenario:<24} {r.connections:>5} {r.orders_per_second:>9.0f} {r.rate:>6.0f} "
-            f"{lat['p50']:>8.2f} {lat['p99']:>8.2f} {lat['p99.9']:>9.2f} {r.errors:>6}"
+            f"{lat['p50']:>8.2f} {lat['p99']:>8.2f} {lat['p99.9']:>9.2f} {r.errors:>6}  {cpu}"
         )
 
 
@@ -181,7 +185,7 @@ async def _scenario(
             if not await wait_listening(gateway.listen, 60):
                 raise RuntimeError(f"{gateway.name} is not listening; see {root / 'logs'}")
         await _wait_markets_open(urls, cluster)
-        return await _measure(scenario, cluster, urls, keys, window, rate, duration)
+        return await _measure(scenario, cluster, group, urls, keys, window, rate, duration)
     finally:
         await group.stop_all()
 
@@ -214,6 +218,7 @@ def _order(market: str, rng: random.Random) -> dict[str, Any]:
 async def _measure(
     scenario: Scenario,
     cluster: ClusterConfig,
+    group: ProcessGroup,
     urls: list[str],
     keys: list[str],
     window: int,
@@ -228,6 +233,13 @@ async def _measure(
         for i, key in enumerate(keys):
             clients.append(await nursery.start(_connect, urls[i % len(urls)], key))
         # throughput: closed loop, ``window`` in flight per connection
+        replicas = [r.name for m in cluster.markets for r in m.replicas]
+        roles = {
+            "gateways": [g.name for g in cluster.gateways],
+            "replicas": [name for name in replicas if name in group.children],
+        }
+        cpu_before = {role: group.cpu_seconds(names) for role, names in roles.items()}
+        client_before = time.process_time()
         deadline = trio.current_time() + duration
         async with trio.open_nursery() as workers:
             for i, client in enumerate(clients):
@@ -235,6 +247,12 @@ async def _measure(
                     market = markets[(i + w) % len(markets)]
                     workers.start_soon(_closed_loop, client, market, deadline, load, i * 100 + w)
         orders_per_second = load.acked / duration
+        acked = max(1, load.acked)
+        cpu_us = {
+            role: round((group.cpu_seconds(names) - cpu_before[role]) / acked * 1e6, 1)
+            for role, names in roles.items()
+        }
+        cpu_us["load client"] = round((time.process_time() - client_before) / acked * 1e6, 1)
         # latency: open loop at ``rate`` in total
         period = len(clients) / rate
         deadline = trio.current_time() + duration
@@ -255,6 +273,7 @@ async def _measure(
             for p, v in (("p50", 50.0), ("p99", 99.0), ("p99.9", 99.9))
         },
         errors=load.errors,
+        cpu_us_per_order=cpu_us,
     )
 
 

@@ -7,6 +7,7 @@ appends its output to its own log file.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -63,6 +64,22 @@ class ProcessGroup:
         child.process = await trio.lowlevel.open_process(
             child.argv, stdout=child.log_file, stderr=subprocess.STDOUT, start_new_session=True
         )
+
+    def cpu_seconds(self, names: list[str]) -> float:
+        """User + system CPU used so far by the named running children (Linux ``/proc``; else 0)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for name in names:
+            child = self.children[name]
+            if child.process is None or not child.running:
+                continue
+            try:
+                stat = Path(f"/proc/{child.process.pid}/stat").read_text()
+            except OSError:
+                return 0.0
+            fields = stat.rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+        return total / tick
 
     async def start_all(self) -> None:
         for name in self.children:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import random
+
 import attrs
 import pytest
 
-from shard.raft import NotLeader, ProposalDropped, RaftConfig, Role
+from shard.raft import NotLeader, ProposalDropped, Raft, RaftConfig, Role
 from shard.raft.messages import AppendEntries, AppendResponse, Message
-from shard.records import EntryKind
+from shard.records import EntryKind, Membership
 from shard.sim.lockstep import LockstepCluster
 
 
@@ -216,3 +218,25 @@ def test_status_reports_follower_lag() -> None:
     assert st.role is Role.LEADER and st.leader == "a" and st.commit == st.last_index == 8
     assert st.lag() == {"b": 0, "c": 7}
     assert c.nodes["b"].status().peers == {}
+
+
+def test_only_term_vote_entries_or_snapshots_must_be_synced() -> None:
+    """A hard state that moved only its commit index is written, not fsynced (etcd's MustSync)."""
+    raft = Raft(RaftConfig(node_id="a"), random.Random(1), membership=Membership(("a",)))
+    raft.campaign()
+    election = raft.ready()
+    assert election.hard_state is not None and election.hard_state.term == 1
+    assert election.hard_state_must_sync and election.must_sync()
+    raft.advance(election)
+    while raft.has_ready():  # the new leader's empty entry, then its commit
+        raft.advance(raft.ready())
+    raft.propose(b"x")
+    appended = raft.ready()
+    assert appended.entries and appended.must_sync()
+    raft.advance(appended)
+    committed = raft.ready()  # a single voter commits as soon as its own write is durable
+    assert committed.hard_state is not None
+    assert committed.hard_state.commit == appended.entries[-1].index
+    assert [e.data for e in committed.committed_entries] == [b"x"]
+    assert not committed.entries and not committed.hard_state_must_sync
+    assert not committed.must_sync() and not committed.is_empty()

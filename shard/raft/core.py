@@ -266,6 +266,7 @@ class Raft(Leadership):
             read_states=tuple(self.read_states),
             soft_state=soft if soft != self._prev_soft else None,
             send_before_persist=early and bool(self.msgs),
+            hard_state_must_sync=hs.term != prev.term or hs.vote != prev.vote,
         )
         self._prev_hard, self._prev_soft = hs, soft
         self._pending_snapshot = None

@@ -5,8 +5,13 @@ Rule (the owner must follow it in this order):
 1. Persist ``snapshot`` (if any; an installed snapshot replaces the *whole*
    stored log), then ``entries`` (which replace any stored entries at or
    after ``entries[0].index``), then ``hard_state`` (if not None), and make
-   them durable (fsync). A crash part-way may keep any prefix of these
-   writes, in this order.
+   them durable (fsync) when :meth:`Ready.must_sync` says so. A crash
+   part-way may keep any prefix of these writes, in this order. A hard state
+   whose only change is the commit index is written but need not be synced
+   (etcd's ``MustSync``): the commit index is volatile in Raft (§5.3, a node
+   relearns it from the leader), recovery never trusts it beyond the
+   recovered log, and the next sync makes it durable anyway. That keeps a
+   second fsync off every command's path (leader: append, then commit).
 2. Only then send ``messages``. A vote or an append acknowledgement must never
    leave before the state it promises is on disk. Exception: when
    ``send_before_persist`` is True (a leader whose term and vote are already
@@ -78,14 +83,21 @@ class Ready:
     # durable: the owner may then send them *while* persisting (thesis §10.2.1);
     # the leader counts its own entries only once they are reported durable.
     send_before_persist: bool = False
+    # False when ``hard_state`` differs from the previous one only in its commit index
+    hard_state_must_sync: bool = True
 
     def must_sync(self) -> bool:
-        """Whether this Ready carries anything that has to be made durable."""
-        return bool(self.entries) or self.hard_state is not None or self.snapshot is not None
+        """Whether this Ready carries anything that has to be made durable before step 2."""
+        return (
+            bool(self.entries)
+            or self.snapshot is not None
+            or (self.hard_state is not None and self.hard_state_must_sync)
+        )
 
     def is_empty(self) -> bool:
         return not (
             self.must_sync()
+            or self.hard_state is not None
             or self.messages
             or self.committed_entries
             or self.read_states

@@ -140,7 +140,8 @@ class SimNode:
 
     def _complete(self, rd: Ready) -> None:
         cl = self.cluster
-        self.disk.sync()
+        if rd.must_sync():
+            self.disk.sync()  # otherwise the writes stay unsynced until a later Ready's sync
         if not self.sent_early:
             for m in rd.messages:
                 cl.network.send(m, cl.now)
