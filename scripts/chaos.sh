@@ -10,7 +10,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-make --quiet venv
+make --quiet native
 DURATION="${1:-90s}"
 shift || true
 SEEDS=("$@")
