@@ -40,6 +40,10 @@ class Verdict(enum.Enum):
     EXPIRED = "expired"  # applied and acknowledged long ago (a very late retry): drop it
 
 
+# Module constants: an enum member lookup on the class costs more than the check itself.
+_NEW, _DUPLICATE, _EXPIRED = Verdict.NEW, Verdict.DUPLICATE, Verdict.EXPIRED
+
+
 @attrs.define
 class Session:
     last_active: int  # log index of the client's latest proposal
@@ -74,17 +78,20 @@ class SessionTable:
                 # (and anything up to it); later request numbers work again.
                 s.ack_below = max(ack_below, request_no + 1)
                 return Verdict.EXPIRED
-        s.last_active = max(s.last_active, index)
-        if ack_below > s.ack_below:
-            s.ack_below = ack_below
-            order, results = s.order, s.results
+        if index > s.last_active:
+            s.last_active = index
+        acked = s.ack_below
+        results = s.results
+        if ack_below > acked:
+            s.ack_below = acked = ack_below
+            order = s.order
             while order and order[0] < ack_below:
                 del results[heappop(order)]
-        if request_no in s.results:
-            return Verdict.DUPLICATE
-        if request_no < s.ack_below:
-            return Verdict.EXPIRED
-        return Verdict.NEW
+        if request_no in results:
+            return _DUPLICATE
+        if request_no < acked:
+            return _EXPIRED
+        return _NEW
 
     def result(self, client_id: str, request_no: int) -> Any:
         return self.sessions[client_id].results[request_no]

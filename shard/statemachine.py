@@ -171,9 +171,10 @@ class EngineApplication:
             decoded: Any = orjson.loads(command)
         except orjson.JSONDecodeError:
             decoded = None  # the engine rejects a non-object command with an event
-        events = self.engine.execute(decoded, seq)
-        rows = [self.engine.encode(e) for e in events]
-        levels = [list(c) for c in self.engine.take_level_changes()]
+        engine = self.engine
+        events = engine.execute(decoded, seq)
+        rows = list(map(engine.encode, events))
+        levels = list(map(list, engine.take_level_changes()))
         return [rows, levels]
 
     def snapshot(self) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgpack
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -61,3 +62,27 @@ def test_many_frames_compact_buffer() -> None:
         decoder.feed(blob[10:])
         assert [len(m) for m in decoder.messages()] == [1000]
     assert decoder.pending() == 0
+
+
+def test_frames_after_an_unpackable_message_are_clean() -> None:
+    """The reused packer drops a half-packed message; the next frames are intact."""
+    with pytest.raises(TypeError):
+        encode_frame({"t": "result", "events": [object()]})
+    with pytest.raises(TypeError):
+        encode_frames([{"t": "ok"}, object()])
+    decoder = FrameDecoder()
+    decoder.feed(encode_frames([{"t": "ok", "rid": 1}, [1, b"x"]]) + encode_frame("z"))
+    assert list(decoder.messages()) == [{"t": "ok", "rid": 1}, [1, b"x"], "z"]
+
+
+@given(values)
+def test_frames_are_exactly_what_msgpack_writes_and_reads(value: Any) -> None:
+    """The wire format is plain MessagePack: byte-identical to the msgpack library
+    (use_bin_type) and decoded to the same values, so peers and tools agree."""
+    reference = msgpack.packb(value, use_bin_type=True)
+    frame = encode_frame(value)
+    assert frame[4:] == reference
+    assert encode_frames([value, value]) == frame + frame
+    decoder = FrameDecoder()
+    decoder.feed(frame)
+    assert list(decoder.messages()) == [msgpack.unpackb(reference, raw=False)]

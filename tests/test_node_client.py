@@ -291,3 +291,56 @@ async def test_a_write_to_a_vanished_replica_is_reported_as_connection_lost() ->
     with pytest.raises(ConnectionLost):
         await connection.request({"t": "status"})
     assert isinstance(connection.failure, ConnectionLost)
+
+
+async def test_submit_many_returns_each_result_in_order_once() -> None:
+    """Batches and lone submits share one connection; every reply reaches its caller."""
+    async with trio.open_nursery() as nursery:
+        group, _, _, market = await start_group(nursery, ["r1", "r2"])
+        async with ShardClient(market, "c1") as client:
+            batches: dict[int, list[Any]] = {}
+            singles: list[Any] = []
+
+            async def batch(b: int) -> None:
+                results = await client.submit_many([{"b": b, "i": i} for i in range(50)])
+                batches[b] = [r.events[0]["cmd"] for r in results]
+
+            async def single(i: int) -> None:
+                singles.append((await client.submit({"s": i})).events[0]["cmd"])
+
+            async with trio.open_nursery() as inner:
+                for b in range(6):
+                    inner.start_soon(batch, b)
+                    inner.start_soon(single, b)
+            assert batches == {b: [{"b": b, "i": i} for i in range(50)] for b in range(6)}
+            assert sorted(s["s"] for s in singles) == list(range(6))
+            assert group.applications == 306
+            assert await client.submit_many([]) == []
+            with pytest.raises(ValueError, match="at most"):
+                await client.submit_many([{}] * 1000)
+        nursery.cancel_scope.cancel()
+
+
+async def test_submit_many_retries_the_unanswered_after_redirect_and_loss() -> None:
+    async with trio.open_nursery() as nursery:
+        group, fakes, scopes, market = await start_group(nursery, ["r1", "r2", "r3"])
+        async with ShardClient(market, "c1", retry_for=3.0) as client:
+            group.leader = "r3"
+            client.leader = "r1"  # stale: the whole first attempt is refused
+            results = await client.submit_many([{"n": i} for i in range(20)])
+            assert [r.events[0]["cmd"]["n"] for r in results] == list(range(20))
+            assert client.leader == "r3" and group.applications == 20
+
+            fakes["r3"].withhold_replies = True  # applies, but request 21's reply never comes
+
+            async def fail_over() -> None:
+                while group.applications < 25:
+                    await trio.sleep(0.001)
+                group.leader = "r2"
+                scopes["r3"].cancel()  # the leader dies with replies outstanding
+
+            nursery.start_soon(fail_over)
+            again = await client.submit_many([{"n": i} for i in range(20, 25)])
+            assert [r.seq for r in again] == [21, 22, 23, 24, 25]  # remembered, not re-applied
+            assert group.applications == 25 and client.leader == "r2"
+        nursery.cancel_scope.cancel()

@@ -15,6 +15,7 @@ from typing import Any
 
 from shard.node import protocol
 from shard.node.clientserver import Reply, Subscriber
+from shard.node.framing import Encoded, encode_frame
 
 Item = list[Any]  # [seq, events, level_changes], exactly as sent on the wire
 _BACKLOG_CHUNK = 1024  # items per pushed message while sending a backlog
@@ -73,9 +74,10 @@ class AppliedRing:
         self._items.extend(items)
         self.last_seq = items[-1][0]
         if self._subscribers:
-            message = {"t": "applied", "items": items}
+            # Packed once here rather than by each subscriber's connection.
+            frame = Encoded(encode_frame({"t": "applied", "items": items}))
             for subscriber in list(self._subscribers.values()):
-                subscriber.push(message)
+                subscriber.push(frame)
 
     def subscriber_count(self) -> int:
         return len(self._subscribers)

@@ -34,7 +34,7 @@ from shard.node.api import (
     ShardError,
     Unavailable,
 )
-from shard.node.framing import FrameDecoder, encode_frame
+from shard.node.framing import FrameDecoder, encode_frame, encode_frames
 from shard.node.subscription import Subscription
 
 _READ_SIZE = 1 << 18
@@ -46,6 +46,7 @@ _ACK_STEP = 64
 # Unanswered requests per client id stay within this many request numbers: the
 # replicas remember 1,000 results per client (shard.sessions), minus the ack step.
 _WINDOW = 900
+_MAX_BATCH = _WINDOW // 4  # commands per submit_many: well inside the window
 
 
 class ConnectFailed(Exception):
@@ -57,11 +58,21 @@ class ConnectionLost(Exception):
 
 
 class _Slot:
-    __slots__ = ("gone", "reply", "wake")
+    """One request's place for its reply.
 
-    def __init__(self) -> None:
+    The slots of one :meth:`ReplicaConnection.request_many` call share an
+    ``owner`` (the first slot), which counts the replies still missing and holds
+    the one event its waiting task sleeps on; a lone request owns itself.
+    """
+
+    __slots__ = ("gone", "owner", "pending", "reply", "wake")
+
+    def __init__(self, owner: _Slot | None = None, pending: int = 1) -> None:
         self.reply: protocol.Message | None = None
-        self.wake = trio.Event()
+        self.owner: _Slot = self if owner is None else owner
+        self.pending = pending  # replies still missing (meaningful on the owner)
+        # Only the owner's event is ever waited on or set (via ``slot.owner``).
+        self.wake: trio.Event = trio.Event() if owner is None else owner.wake
         self.gone = False  # its waiter left (cancelled)
 
 
@@ -122,6 +133,47 @@ class ReplicaConnection:
             slot.gone = True
             del self._waiting[rid]
 
+    async def request_many(self, messages: list[protocol.Message]) -> list[protocol.Message]:
+        """Send ``messages`` (their ``rid`` set here) in one write; their replies, in order.
+
+        One task waits for the whole batch, woken once when its last reply is in
+        (or to take its turn reading), instead of one task and one wake-up per
+        request.
+        """
+        if not messages:
+            return []
+        stream = await self._connect()
+        rids = self._rids
+        waiting = self._waiting
+        owner = _Slot(pending=len(messages))
+        slots = [owner]
+        slots.extend(_Slot(owner) for _ in range(len(messages) - 1))
+        keys: list[int] = []
+        try:
+            for message, slot in zip(messages, slots, strict=True):
+                rid = next(rids)
+                message["rid"] = rid
+                waiting[rid] = slot
+                keys.append(rid)
+            self._unanswered.extend(slots)
+            self._outbox.append(encode_frames(messages))
+            if not self._writing:
+                await self._flush(stream)
+            while owner.pending:
+                if self.failure is not None:
+                    raise ConnectionLost(str(self.failure))
+                if self._reading:
+                    await owner.wake.wait()
+                    owner.wake = trio.Event()
+                else:
+                    await self._read_once(stream)
+            return [slot.reply for slot in slots]  # type: ignore[misc]
+        finally:
+            for slot in slots:
+                slot.gone = True
+            for rid in keys:
+                del waiting[rid]
+
     async def _flush(self, stream: trio.SocketStream) -> None:
         self._writing = True
         try:
@@ -156,9 +208,12 @@ class ReplicaConnection:
                 for reply in self._decoder.messages():
                     rid = reply.get("rid") if isinstance(reply, dict) else None
                     slot = self._waiting.get(rid) if isinstance(rid, int) else None
-                    if slot is not None:
+                    if slot is not None and slot.reply is None:
                         slot.reply = reply
-                        slot.wake.set()
+                        owner = slot.owner
+                        owner.pending -= 1
+                        if not owner.pending:
+                            owner.wake.set()
             except Exception as exc:  # a replica sending garbage: drop this connection
                 self._fail(exc)
         finally:
@@ -172,7 +227,7 @@ class ReplicaConnection:
         while unanswered:
             slot = unanswered[0]
             if slot.reply is None and not slot.gone:
-                slot.wake.set()
+                slot.owner.wake.set()
                 return
             unanswered.popleft()
 
@@ -182,7 +237,7 @@ class ReplicaConnection:
         if self._stream is not None:
             self._stream.socket.close()  # synchronous: nobody may use it any more
         for slot in self._waiting.values():
-            slot.wake.set()
+            slot.owner.wake.set()
 
     @property
     def usable(self) -> bool:
@@ -286,6 +341,53 @@ class ShardClient:
         finally:
             self._finish(req)
         return CommandResult(reply["seq"], reply["events"])
+
+    async def submit_many(self, commands: list[Any]) -> list[CommandResult]:
+        """Commit and apply each of ``commands`` exactly once; their results, in order.
+
+        The commands travel in one write and one task waits for all their
+        replies, which is far cheaper per command than a task per ``submit``
+        (for load generators and batching callers). They are independent
+        commands: the group may interleave others between them, and they are
+        applied in this order only when no retry is needed. If the first
+        attempt does not answer them all (leader change, lost connection), each
+        unanswered one is retried as :meth:`submit` does, with the same
+        idempotency key; an error raised then leaves the commands after it
+        possibly applied, possibly not.
+        """
+        if len(commands) > _MAX_BATCH:
+            raise ValueError(f"at most {_MAX_BATCH} commands per submit_many")
+        reqs = [await self._allocate() for _ in commands]
+        try:
+            ack = self._ack_below()
+            client = self.client_id
+            messages = [
+                {"t": "submit", "client": client, "req": req, "ack": ack, "cmd": encode_command(c)}
+                for req, c in zip(reqs, commands, strict=True)
+            ]
+            replies = await self._batch_to_leader(messages)
+        finally:
+            for req in reqs:
+                self._finish(req)
+        return [CommandResult(reply["seq"], reply["events"]) for reply in replies]
+
+    async def _batch_to_leader(self, messages: list[protocol.Message]) -> list[protocol.Message]:
+        """One attempt at the presumed leader for the whole batch, then per-request retries."""
+        target = self.leader if self.leader is not None else next(self._rotation)
+        answered: list[protocol.Message | None] = [None] * len(messages)
+        try:
+            answers = await self.connection(target).request_many([dict(m) for m in messages])
+        except (ConnectFailed, ConnectionLost):
+            self._forget_leader(target)
+        else:
+            for i, answer in enumerate(answers):
+                if answer.get("t") != "error":
+                    answered[i] = answer
+                    self.leader = target
+        replies: list[protocol.Message] = []
+        for message, got in zip(messages, answered, strict=True):
+            replies.append(got if got is not None else await self._to_leader(message))
+        return replies
 
     async def query(self, command: Any) -> CommandResult:
         """A linearizable query (ReadIndex) answered by the leader."""

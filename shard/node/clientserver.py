@@ -22,7 +22,7 @@ import trio
 
 from config.load import parse_address
 from shard.node import protocol
-from shard.node.framing import FrameDecoder, FrameError, encode_frame
+from shard.node.framing import Encoded, FrameDecoder, FrameError, encode_frames
 from shard.observability import get_logger
 
 Reply = Callable[[protocol.Message], None]
@@ -32,7 +32,7 @@ _QUEUE = 65536  # replies + pushed items a connection may have waiting
 
 
 class Subscriber(Protocol):
-    def push(self, message: protocol.Message) -> None: ...
+    def push(self, message: protocol.Message | Encoded) -> None: ...
 
 
 class ReplicaService(Protocol):
@@ -65,14 +65,15 @@ class ClientConnection:
         self.stream = stream
         self.peer = peer
         self.scope = trio.CancelScope()
-        self._queue: deque[protocol.Message] = deque()
+        self._queue: deque[protocol.Message | Encoded] = deque()
         self._ready = trio.Event()  # set when the queue has something for the writer
         self._closed = False
         self.overflowed = False
         self.nursery: trio.Nursery | None = None  # runs this connection's admin requests
 
-    def push(self, message: protocol.Message) -> None:
-        """Queue a message; a full queue means a slow reader, which is disconnected."""
+    def push(self, message: protocol.Message | Encoded) -> None:
+        """Queue a message (or an already encoded frame); a full queue means a slow
+        reader, which is disconnected."""
         if self.overflowed or self._closed:
             return  # closed: the connection finished; late replies have nobody to go to
         queue = self._queue
@@ -100,7 +101,7 @@ class ClientConnection:
                 await self._ready.wait()
             count = min(len(queue), 4096)
             popleft = queue.popleft
-            await self.stream.send_all(b"".join([encode_frame(popleft()) for _ in range(count)]))
+            await self.stream.send_all(encode_frames([popleft() for _ in range(count)]))
 
     def close(self) -> None:
         self._closed = True

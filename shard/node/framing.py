@@ -15,37 +15,72 @@ A length over ``max_frame``, or a payload that is not msgpack, raises
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import struct
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-import msgpack
+import msgspec
 
 HEADER = 4
 # Large enough for a snapshot chunk or a big AppendEntries batch, small enough
 # that one peer cannot make us allocate without bound.
 MAX_FRAME = 64 * 1024 * 1024
+_LENGTH = struct.Struct(">I")
 
 
 class FrameError(Exception):
     """The byte stream does not follow the framing rules (peer's fault)."""
 
 
+# msgspec writes and reads the same MessagePack bytes as ``msgpack`` for the
+# values frames carry (maps, arrays, str, bin, ints, floats, bools, nil) at two
+# to three times the speed, which matters because every submit, reply and
+# subscription push crosses here. Both keep their per-call state on the call's
+# own stack, so one of each serves the whole process.
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder()
+
+
+class Encoded:
+    """A message already encoded as a complete frame (header included).
+
+    Queued in place of a message that goes to many connections (a subscription
+    push), so it is packed once instead of once per receiver.
+    """
+
+    __slots__ = ("frame",)
+
+    def __init__(self, frame: bytes) -> None:
+        self.frame = frame
+
+
 def encode_frame(message: Any) -> bytes:
     """One frame holding ``message`` packed as msgpack (bytes stay bytes)."""
-    payload: bytes = msgpack.packb(message, use_bin_type=True)
-    return len(payload).to_bytes(HEADER, "big") + payload
+    payload = _ENCODER.encode(message)
+    return _LENGTH.pack(len(payload)) + payload
 
 
-def encode_frames(messages: list[Any]) -> bytes:
-    """Several frames concatenated, for one socket write."""
-    return b"".join(encode_frame(m) for m in messages)
+def encode_frames(messages: Iterable[Any]) -> bytes:
+    """Several frames concatenated, for one socket write (byte-identical to joining
+    :func:`encode_frame` of each); an :class:`Encoded` message is copied as it is."""
+    encode, length = _ENCODER.encode, _LENGTH.pack
+    parts: list[bytes] = []
+    append = parts.append
+    for message in messages:
+        if type(message) is Encoded:
+            append(message.frame)
+            continue
+        payload = encode(message)
+        append(length(len(payload)))
+        append(payload)
+    return b"".join(parts)
 
 
-def decode_payload(payload: bytes | memoryview) -> Any:
+def decode_payload(payload: bytes | bytearray | memoryview) -> Any:
     """Unpack one frame's payload; raises :class:`FrameError` if it is not msgpack."""
     try:
-        return msgpack.unpackb(payload, raw=False, strict_map_key=False, use_list=True)
-    except Exception as exc:  # msgpack raises several unrelated types
+        return _DECODER.decode(payload)
+    except Exception as exc:  # DecodeError, or e.g. RecursionError on absurd nesting
         raise FrameError(f"payload is not msgpack: {exc}") from exc
 
 
@@ -66,28 +101,32 @@ class FrameDecoder:
             self._offset = 0
         self._buffer += data
 
-    def payloads(self) -> Iterator[bytes]:
-        """Complete frame payloads received so far; keeps any partial tail."""
+    def _take(self) -> bytearray | None:
+        """The next complete payload (a copy), or None; compacts once the tail is reached."""
         buffer = self._buffer
-        while True:
-            available = len(buffer) - self._offset
-            if available < HEADER:
-                break
-            size = int.from_bytes(buffer[self._offset : self._offset + HEADER], "big")
+        offset = self._offset
+        available = len(buffer) - offset
+        if available >= HEADER:
+            (size,) = _LENGTH.unpack_from(buffer, offset)
             if size > self._max_frame:
                 raise FrameError(f"frame of {size} bytes exceeds the limit of {self._max_frame}")
-            if available < HEADER + size:
-                break
-            start = self._offset + HEADER
-            self._offset = start + size
-            yield bytes(buffer[start : self._offset])
-        if self._offset > 65536 and self._offset * 2 > len(buffer):
-            del buffer[: self._offset]  # compact once the consumed prefix dominates
+            if available >= HEADER + size:
+                start = offset + HEADER
+                self._offset = end = start + size
+                return buffer[start:end]
+        if offset > 65536 and offset * 2 > len(buffer):
+            del buffer[:offset]  # compact once the consumed prefix dominates
             self._offset = 0
+        return None
+
+    def payloads(self) -> Iterator[bytes]:
+        """Complete frame payloads received so far; keeps any partial tail."""
+        while (payload := self._take()) is not None:
+            yield bytes(payload)
 
     def messages(self) -> Iterator[Any]:
-        """Complete frames decoded from msgpack."""
-        for payload in self.payloads():
+        """Complete frames decoded from msgpack (no intermediate ``bytes`` copy)."""
+        while (payload := self._take()) is not None:
             yield decode_payload(payload)
 
     def pending(self) -> int:

@@ -25,7 +25,6 @@ import time
 from typing import Any
 
 import attrs
-import msgpack
 import orjson
 import trio
 
@@ -41,6 +40,7 @@ from shard.node.reads import ReadQueue
 from shard.node.recovery import build_raft
 from shard.node.transport import PeerTransport
 from shard.observability import get_logger
+from shard.proposals import encode_rows, split_rows
 from shard.raft import NotLeader, ProposalDropped, Raft, Ready, Role
 from shard.raft import codec as raft_codec
 from shard.raft.messages import (
@@ -251,17 +251,9 @@ class Replica:
             for client, req, _, _ in rows:
                 self._fail_waiters((client, req), self.not_leader_error())
             return
-        limit_n, limit_bytes = self.options.max_batch_commands, self.options.max_batch_bytes
-        start = 0
-        while start < len(rows):
-            end, size = start, 0
-            while end < len(rows) and end - start < limit_n and size < limit_bytes:
-                size += len(rows[end][3]) + 32
-                end += 1
-            batch = rows[start:end]
-            start = end
-            # Same bytes as shard.proposals.encode_batch, without a Proposal object per row.
-            data = msgpack.packb(batch, use_bin_type=True)
+        options = self.options
+        for batch in split_rows(rows, options.max_batch_commands, options.max_batch_bytes):
+            data = encode_rows(batch)  # the shard.proposals batch format
             try:
                 raft.propose(data)
             except NotLeader as exc:
@@ -338,6 +330,7 @@ class Replica:
     def _apply_segment(self, entries: tuple[Any, ...]) -> None:
         items: list[list[Any]] = []
         waiting = self._waiting
+        new = Verdict.NEW
         for _, client_id, request_no, verdict, result, seq in self.rsm.apply_rows(entries):
             if result is None:
                 # EXPIRED: below the session's acknowledged mark (a very late retry, or
@@ -350,9 +343,10 @@ class Replica:
                 self._fail_waiters((client_id, request_no), error)
                 continue
             events, levels = result
-            if verdict is Verdict.NEW:
+            if verdict is new:
                 items.append([seq, events, levels])
-            replies = waiting.pop((client_id, request_no), None)
+            # A follower has nobody waiting: skip building a key per command.
+            replies = waiting.pop((client_id, request_no), None) if waiting else None
             if replies:
                 for reply in replies:
                     reply({"t": "result", "seq": seq, "events": events})
