@@ -235,11 +235,11 @@ async def run_bench(
             "durability": cluster.durability,
         }
         if args["duration"] > 0:
-            cpu_before = replica_cpu_seconds(group)
+            cpu_before = group.cpu_seconds(list(group.children))
             report["throughput"] = await closed_loop(
                 market, args["inflight"], args["duration"], args["batch"]
             )
-            cpu = replica_cpu_seconds(group) - cpu_before
+            cpu = group.cpu_seconds(list(group.children)) - cpu_before
             if cpu > 0:
                 orders = max(1, report["throughput"]["orders"])
                 report["throughput"]["replica_cpu_us_per_order"] = cpu / orders * 1e6
@@ -249,22 +249,6 @@ async def run_bench(
         return report
     finally:
         await group.stop_all()
-
-
-def replica_cpu_seconds(group: ProcessGroup) -> float:
-    """User + system CPU used so far by the running replicas (Linux ``/proc``; else 0)."""
-    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    total = 0
-    for child in group.children.values():
-        if child.process is None or not child.running:
-            continue
-        try:
-            stat = Path(f"/proc/{child.process.pid}/stat").read_text()
-        except OSError:
-            return 0.0
-        fields = stat.rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
-    return total / tick
 
 
 @bench_app.command("shard")
