@@ -234,6 +234,12 @@ async def run_bench(
             "engine_build": clob.build_kind(),
             "durability": cluster.durability,
         }
+        if args["idle"] > 0:
+            # what a replica costs with nothing to do (ticks, heartbeats, timers)
+            idle_before = group.cpu_seconds(list(group.children))
+            await trio.sleep(args["idle"])
+            idle = group.cpu_seconds(list(group.children)) - idle_before
+            report["idle_cpu_percent_per_replica"] = idle / args["idle"] / len(group.children) * 100
         if args["duration"] > 0:
             cpu_before = group.cpu_seconds(list(group.children))
             report["throughput"] = await closed_loop(
@@ -262,6 +268,9 @@ def bench_shard(
         "flight; larger batches cost the load client less CPU per order).",
     ),
     kills: int = typer.Option(20, help="Leader kill -9 failovers to time."),
+    idle: float = typer.Option(
+        0.0, help="First measure the replicas' CPU for this many seconds with no load."
+    ),
     durability: str = typer.Option("fsync", help="Replica durability: fsync or none."),
     workdir: str | None = typer.Option(None, help="Data and logs here (default: a temp dir)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
@@ -285,6 +294,7 @@ def bench_shard(
         "batch": batch,
         "rate": rate,
         "kills": kills,
+        "idle": idle,
     }
     tune_for_throughput()  # the load client shares the cores with the replicas
     report = trio.run(run_bench, cluster, group, args)
@@ -294,6 +304,11 @@ def bench_shard(
         typer.echo(json.dumps(report, indent=2))
         return
     typer.echo(f"nproc {report['nproc']}, durability {report['durability']}, 3 replicas")
+    if "idle_cpu_percent_per_replica" in report:
+        typer.echo(
+            f"idle: {report['idle_cpu_percent_per_replica']:.1f}% of a core per replica "
+            f"(no load for {idle:g} s)"
+        )
     if "throughput" in report:
         t, lat = report["throughput"], report["latency"]
         typer.echo(
