@@ -44,11 +44,16 @@ class GatewayConfig:
 
 @attrs.frozen
 class TimingConfig:
-    """Raft timing; the election timeout is randomized in [election, 2*election) ticks."""
+    """Raft timing; the election timeout is randomized in [election, 2*election) ticks.
 
-    tick_ms: int = 10
-    election_ticks: int = 30
-    heartbeat_ticks: int = 3
+    20 ms ticks: every tick wakes every replica, and at 10 ms an idle replica
+    spent about 10% of a core on ticks and heartbeats (6% at 20 ms, measured
+    with ``clob bench shard --idle``); timeouts stay 0.3-0.6 s.
+    """
+
+    tick_ms: int = 20
+    election_ticks: int = 15
+    heartbeat_ticks: int = 2
 
 
 @attrs.frozen

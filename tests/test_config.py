@@ -74,7 +74,7 @@ def test_three_machines_example() -> None:
 
 def test_good_minimal(tmp_path: Path) -> None:
     cluster = load_config(write(tmp_path, GOOD))
-    assert cluster.timing.tick_ms == 10
+    assert cluster.timing.tick_ms == 20
     assert cluster.replica("b") is not None
 
 

@@ -18,7 +18,7 @@ class ReplicaOptions:
     # under load they then pile up and go out as one bigger entry (like Nagle).
     max_pipeline_entries: int = 4
     max_queued_commands: int = 200_000  # submits waiting for a free pipeline slot (memory bound)
-    read_timeout_ticks: int = 300  # a ReadIndex not answered by then gets `timeout`
+    read_timeout_ms: int = 3000  # a ReadIndex not answered by then gets `timeout`
     retain_entries: int = 4096  # log entries kept in memory after a snapshot
 
 

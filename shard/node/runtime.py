@@ -105,7 +105,8 @@ class Replica:
         self._inbox: list[tuple[str, Any]] = []
         self._proposals: list[list[Any]] = []  # [client, req, ack, cmd] rows
         self._waiting: dict[tuple[str, int], list[Reply]] = {}
-        self.reads = ReadQueue(name, self.app, self.rsm, options.read_timeout_ticks)
+        read_timeout_ticks = max(1, options.read_timeout_ms // cluster.timing.tick_ms)
+        self.reads = ReadQueue(name, self.app, self.rsm, read_timeout_ticks)
         self.role = "follower"
         self.leader: str | None = None
         self.diverged = False
