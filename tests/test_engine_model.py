@@ -62,6 +62,25 @@ DEFECTS = st.sampled_from(
 )
 
 
+def new_order(
+    market: str, user: str, side: str, qty: int, price: int | None, **optional: object
+) -> Row:
+    """A new_order command (a market order when ``price`` is None); optional
+    fields given as None are left out."""
+    command: Row = {
+        "type": "new_order",
+        "market": market,
+        "user": user,
+        "side": side,
+        "order_type": "limit" if price is not None else "market",
+        "qty": str(qty),
+    }
+    if price is not None:
+        command["price"] = str(price)
+    command.update((k, v) for k, v in optional.items() if v is not None)
+    return command
+
+
 def without_messages(rows: list[Row]) -> list[Row]:
     """Rejections minus their human ``message`` (which must be a non-empty string)."""
     out = []
@@ -217,20 +236,11 @@ class EngineVersusModel(RuleBasedStateMachine):
     ) -> None:
         """A gtc limit order on its own side of 100/101: builds queues."""
         price = 100 - away if side == "buy" else 101 + away
-        command: Row = {
-            "type": "new_order",
-            "market": market,
-            "user": user,
-            "side": side,
-            "order_type": "limit",
-            "price": str(price),
-            "qty": str(qty),
-            "post_only": post_only,
-            "stp": stp,
-        }
-        if coid is not None:
-            command["client_order_id"] = coid
-        self.step(command)
+        self.step(
+            new_order(
+                market, user, side, qty, price, post_only=post_only, stp=stp, client_order_id=coid
+            )
+        )
 
     @rule(
         user=st.sampled_from(USERS),
@@ -245,20 +255,7 @@ class EngineVersusModel(RuleBasedStateMachine):
     ) -> None:
         """A larger order in market A (limit, or market when ``price`` is None) that
         walks several makers and levels; FOK ones test the fill check."""
-        command: Row = {
-            "type": "new_order",
-            "market": "A",
-            "user": user,
-            "side": side,
-            "order_type": "limit" if price is not None else "market",
-            "qty": str(qty),
-            "stp": stp,
-        }
-        if price is not None:
-            command["price"] = str(price)
-        if tif is not None:
-            command["tif"] = tif
-        self.step(command)
+        self.step(new_order("A", user, side, qty, price, stp=stp, tif=tif))
 
     @precondition(lambda self: self.anything_live())
     @rule(
@@ -285,19 +282,7 @@ class EngineVersusModel(RuleBasedStateMachine):
         if qty is None:
             others = sum(o.qty for o in model.makers_for(side, price) if o.user != user)
             qty = max(1, others + margin)
-        command: Row = {
-            "type": "new_order",
-            "market": market,
-            "user": user,
-            "side": side,
-            "order_type": "limit",
-            "price": str(price),
-            "qty": str(qty),
-            "stp": stp,
-        }
-        if tif is not None:
-            command["tif"] = tif
-        self.step(command)
+        self.step(new_order(market, user, side, qty, price, stp=stp, tif=tif))
 
     @rule(
         market=MARKET,
@@ -315,19 +300,8 @@ class EngineVersusModel(RuleBasedStateMachine):
         best = self.model.markets[market].best("sell" if side == "buy" else "buy")
         if best is None:
             best = 101 if side == "buy" else 100
-        command: Row = {
-            "type": "new_order",
-            "market": market,
-            "user": user,
-            "side": side,
-            "order_type": "limit",
-            "price": str(best - gap if side == "buy" else best + gap),
-            "qty": str(qty),
-            "post_only": True,
-        }
-        if coid is not None:
-            command["client_order_id"] = coid
-        self.step(command)
+        price = best - gap if side == "buy" else best + gap
+        self.step(new_order(market, user, side, qty, price, post_only=True, client_order_id=coid))
 
     @precondition(lambda self: self.anything_live())
     @rule(pick=PICK, live_only=MOSTLY_LIVE, by_coid=st.booleans(), wrong_user=RARELY)
