@@ -32,12 +32,12 @@ import typer
 from hdrh.histogram import HdrHistogram
 
 import clob
+from chaos.topology import build_cluster
 from cli.apps import bench_app
 from cli.processes import ProcessGroup, clob_command
 from config.load import load_config
-from config.ports import free_ports
 from config.render import write_config
-from config.schema import ClusterConfig, Durability, MarketConfig, ReplicaConfig
+from config.schema import ClusterConfig, Durability, MarketConfig
 from shard.node.api import ShardError
 from shard.node.client import ShardClient
 from shard.node.gctuning import tune_for_throughput
@@ -48,19 +48,11 @@ _MAX_OUTSTANDING = 5000  # open loop: orders due beyond this many unanswered are
 
 def write_topology(directory: Path, durability: Durability, replicas: int = 3) -> Path:
     """A one-market topology on free 127.0.0.1 ports with data under ``directory``."""
-    ports = free_ports(replicas * 2)
-    members = tuple(
-        ReplicaConfig(
-            name=f"bench-{i + 1}",
-            raft=f"127.0.0.1:{ports[2 * i]}",
-            client=f"127.0.0.1:{ports[2 * i + 1]}",
-            data_dir=str(directory / f"bench-{i + 1}"),
-        )
-        for i in range(replicas)
-    )
-    cluster = ClusterConfig(
-        cluster_id="bench-shard",
-        markets=(MarketConfig(MARKET, "0.01", "0.001", members),),
+    cluster = build_cluster(
+        directory,
+        markets=[(MARKET, "0.01", "0.001")],
+        replicas=replicas,
+        gateways=0,
         durability=durability,
     )
     return write_config(cluster, directory / "cluster.toml")

@@ -20,10 +20,10 @@ from typing import Any
 
 import trio
 
+from chaos.topology import build_cluster
 from config.load import load_config
-from config.ports import free_ports
 from config.render import write_config
-from config.schema import ClusterConfig, MarketConfig, ReplicaConfig
+from config.schema import MarketConfig
 from shard.node.api import ShardError
 from shard.node.client import ShardClient
 
@@ -45,20 +45,8 @@ def market_of(config: str, name: str) -> MarketConfig:
 
 def write_topology(directory: str, replicas: int) -> None:
     base = Path(directory).resolve()
-    ports = free_ports(replicas * 2)
-    members = tuple(
-        ReplicaConfig(
-            name=f"btc-usd-{i + 1}",
-            raft=f"127.0.0.1:{ports[2 * i]}",
-            client=f"127.0.0.1:{ports[2 * i + 1]}",
-            data_dir=str(base / f"btc-usd-{i + 1}"),
-        )
-        for i in range(replicas)
-    )
-    cluster = ClusterConfig(
-        cluster_id="failover-test",
-        markets=(MarketConfig("BTC-USD", "0.01", "0.001", members),),
-        durability="fsync",
+    cluster = build_cluster(
+        base, markets=[("BTC-USD", "0.01", "0.001")], replicas=replicas, gateways=0
     )
     print(write_config(cluster, base / "cluster.toml"))
 

@@ -17,6 +17,24 @@ def num(text: str) -> Decimal:
     return Decimal(text)
 
 
+def new_order_command(
+    market: str, user: str, side: str, price: str | None, qty: str, **extra: Any
+) -> Row:
+    """A ``new_order`` command dict: a market order when ``price`` is None."""
+    command: Row = {
+        "type": "new_order",
+        "market": market,
+        "user": user,
+        "side": side,
+        "order_type": "limit" if price is not None else "market",
+        "qty": qty,
+    }
+    if price is not None:
+        command["price"] = price
+    command.update(extra)
+    return command
+
+
 class Session:
     """An engine plus a running seq; ``run`` returns JSON-ready events."""
 
@@ -44,18 +62,7 @@ class Session:
         market: str = "BTC-USD",
         **extra: Any,
     ) -> list[Row]:
-        command: Row = {
-            "type": "new_order",
-            "market": market,
-            "user": user,
-            "side": side,
-            "order_type": "limit" if price is not None else "market",
-            "qty": qty,
-        }
-        if price is not None:
-            command["price"] = price
-        command.update(extra)
-        return self.send(command)
+        return self.send(new_order_command(market, user, side, price, qty, **extra))
 
     def book(self, market: str = "BTC-USD", depth: int = 10) -> tuple[list[Any], list[Any]]:
         (row,) = self.run(type="book", market=market, depth=depth)

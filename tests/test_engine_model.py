@@ -33,8 +33,10 @@ from hypothesis.stateful import (
 )
 
 try:  # tests/ as a package or as a plain directory
+    from tests.engine_harness import new_order_command
     from tests.engine_model import ModelEngine, ModelMarket
 except ModuleNotFoundError:
+    from engine_harness import new_order_command  # type: ignore[import-not-found,no-redef]
     from engine_model import ModelEngine, ModelMarket  # type: ignore[import-not-found,no-redef]
 
 from clob.book import BookSide, Order
@@ -65,20 +67,11 @@ DEFECTS = st.sampled_from(
 def new_order(
     market: str, user: str, side: str, qty: int, price: int | None, **optional: object
 ) -> Row:
-    """A new_order command (a market order when ``price`` is None); optional
-    fields given as None are left out."""
-    command: Row = {
-        "type": "new_order",
-        "market": market,
-        "user": user,
-        "side": side,
-        "order_type": "limit" if price is not None else "market",
-        "qty": str(qty),
-    }
-    if price is not None:
-        command["price"] = str(price)
-    command.update((k, v) for k, v in optional.items() if v is not None)
-    return command
+    """A new_order command with integer price and qty; optional fields given as None are
+    left out."""
+    given = {k: v for k, v in optional.items() if v is not None}
+    text = None if price is None else str(price)
+    return new_order_command(market, user, side, text, str(qty), **given)
 
 
 def without_messages(rows: list[Row]) -> list[Row]:

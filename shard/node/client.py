@@ -120,14 +120,8 @@ class ReplicaConnection:
             self._outbox.append(encode_frame(message))
             if not self._writing:
                 await self._flush(stream)
-            while slot.reply is None:
-                if self.failure is not None:
-                    raise ConnectionLost(str(self.failure))
-                if self._reading:
-                    await slot.wake.wait()
-                    slot.wake = trio.Event()
-                else:
-                    await self._read_once(stream)
+            await self._wait_for(stream, slot)
+            assert slot.reply is not None
             return slot.reply
         finally:
             slot.gone = True
@@ -159,14 +153,7 @@ class ReplicaConnection:
             self._outbox.append(encode_frames(messages))
             if not self._writing:
                 await self._flush(stream)
-            while owner.pending:
-                if self.failure is not None:
-                    raise ConnectionLost(str(self.failure))
-                if self._reading:
-                    await owner.wake.wait()
-                    owner.wake = trio.Event()
-                else:
-                    await self._read_once(stream)
+            await self._wait_for(stream, owner)
             return [slot.reply for slot in slots]  # type: ignore[misc]
         finally:
             for slot in slots:
@@ -220,6 +207,17 @@ class ReplicaConnection:
             # After dispatching, so a waiter whose reply just came is not picked.
             self._reading = False
             self._hand_over()
+
+    async def _wait_for(self, stream: trio.SocketStream, owner: _Slot) -> None:
+        """Until every reply ``owner`` counts is in: sleep while another task reads, else read."""
+        while owner.pending:
+            if self.failure is not None:
+                raise ConnectionLost(str(self.failure))
+            if self._reading:
+                await owner.wake.wait()
+                owner.wake = trio.Event()
+            else:
+                await self._read_once(stream)
 
     def _hand_over(self) -> None:
         """Wake one waiter still without a reply; it loops and becomes the reader."""
