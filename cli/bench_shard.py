@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import shutil
 import statistics
@@ -208,7 +209,8 @@ async def failover(group: ProcessGroup, market: MarketConfig, kills: int) -> dic
         "kills": len(times),
         "min_s": ordered[0],
         "p50_s": statistics.median(ordered),
-        "p90_s": ordered[int(0.9 * (len(ordered) - 1))],
+        # nearest rank, so it never falls below the (interpolated) median
+        "p90_s": ordered[math.ceil(0.9 * len(ordered)) - 1],
         "max_s": ordered[-1],
         "all_s": [round(t, 3) for t in times],
     }
