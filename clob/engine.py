@@ -29,7 +29,6 @@ from clob.events import (
     OrdersResult,
     Reject,
     Rejected,
-    make_event,
 )
 from clob.market import NO_LIVE_ORDER, Market
 from clob.parse import (
@@ -59,9 +58,8 @@ class Engine:
 
     def __init__(self) -> None:
         self.markets: dict[str, Market] = {}
-        # new_order and cancel, the most frequent, are dispatched inline by execute
+        # new_order, cancel and amend, the most frequent, are dispatched inline by execute
         self._handlers: dict[str, Handler] = {
-            "amend": self._amend,
             "create_market": self._create_market,
             "cancel_all": self._cancel_all,
             "orders": self._orders,
@@ -89,6 +87,11 @@ class Engine:
                 market, user, order_id, coid = parse_cancel(command, self.markets)
                 if not market.cancel_order(seq, user, order_id, coid, out):
                     return [_rejection(command, seq, UNKNOWN_ORDER, NO_LIVE_ORDER)]
+            elif kind == "amend":
+                market, user, order_id, coid, new_price, new_qty = parse_amend(
+                    command, self.markets
+                )
+                market.amend(seq, market.find(user, order_id, coid), new_price, new_qty, out)
             else:
                 handler = self._handlers.get(kind)
                 if handler is None:
@@ -161,10 +164,6 @@ class Engine:
         self.markets[name] = Market(name, tick, lot)
         out.append(MarketCreated(seq, name, tick.text, lot.text))
 
-    def _amend(self, cmd: Command, seq: int, out: list[Event]) -> None:
-        market, user, order_id, coid, price, qty = parse_amend(cmd, self.markets)
-        market.amend(seq, market.find(user, order_id, coid), price, qty, out)
-
     def _cancel_all(self, cmd: Command, seq: int, out: list[Event]) -> None:
         user, only = parse_user_and_market(cmd, self.markets)
         for market in self._markets_by_name(only):
@@ -229,4 +228,4 @@ def _rejection(cmd: dict[Any, Any], seq: int, reason: str, message: str) -> Reje
         coid if type(coid) is str else None,
         order_id if type(order_id) is int and _INT64_MIN <= order_id <= _UINT64_MAX else None,
     )
-    return make_event(Rejected, fields)
+    return Rejected(*fields)

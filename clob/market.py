@@ -22,7 +22,6 @@ from clob.events import (
     Fill,
     OrderRow,
     Reject,
-    make_event,
 )
 
 CANCEL_TAKER: Final = "cancel_taker"
@@ -120,8 +119,7 @@ class Market:
     ) -> None:
         """Accept and match a validated order (``price`` None: market order).
 
-        Hot path: events are built with ``make_event`` (skipping the
-        NamedTuple constructor frame) and the resting insert is inlined.
+        Hot path: the resting insert (``BookSide.add`` + ``index_order``) is inlined.
         """
         user_live = self.user_live
         mine = user_live.get(user)
@@ -139,27 +137,24 @@ class Market:
         self.next_order_id = order_id + 1
         name = self.name
         out.append(
-            make_event(
-                Accepted,
-                (
-                    seq,
-                    name,
-                    order_id,
-                    user,
-                    client_order_id,
-                    BUY if is_buy else SELL,
-                    "market" if price is None else "limit",
-                    price,
-                    qty,
-                    tif,
-                    post_only,
-                ),
+            Accepted(
+                seq,
+                name,
+                order_id,
+                user,
+                client_order_id,
+                BUY if is_buy else SELL,
+                "market" if price is None else "limit",
+                price,
+                qty,
+                tif,
+                post_only,
             )
         )
         remaining = qty
         if crosses:
             if tif == FOK and not self.fok_fillable(is_buy, price, qty, user, stp):
-                out.append(make_event(Cancelled, (seq, name, order_id, user, qty, "fok")))
+                out.append(Cancelled(seq, name, order_id, user, qty, "fok"))
                 return
             remaining = self.match(
                 seq, order_id, user, client_order_id, is_buy, price, qty, stp, out
@@ -169,10 +164,7 @@ class Market:
             mine = user_live.get(user)  # self-trade prevention may have dropped it
         if tif != GTC:
             out.append(
-                make_event(
-                    Cancelled,
-                    (seq, name, order_id, user, remaining, "ioc" if tif == IOC else "fok"),
-                )
+                Cancelled(seq, name, order_id, user, remaining, "ioc" if tif == IOC else "fok")
             )
             return
         assert price is not None
@@ -289,22 +281,19 @@ class Market:
                 trade_id = self.next_trade_id
                 self.next_trade_id = trade_id + 1
                 maker_user = maker.user
-                fill: Fill = make_event(
-                    Fill,
-                    (
-                        seq,
-                        name,
-                        trade_id,
-                        best,
-                        traded,
-                        taker_id,
-                        maker.order_id,
-                        user,
-                        maker_user,
-                        taker_side,
-                        client_order_id,
-                        maker.client_order_id,
-                    ),
+                fill: Fill = Fill(
+                    seq,
+                    name,
+                    trade_id,
+                    best,
+                    traded,
+                    taker_id,
+                    maker.order_id,
+                    user,
+                    maker_user,
+                    taker_side,
+                    client_order_id,
+                    maker.client_order_id,
                 )
                 out.append(fill)
                 history = user_fills.get(user)
@@ -413,7 +402,7 @@ class Market:
             del mine[coid]
         if not mine:
             del user_live[user]
-        out.append(make_event(Cancelled, (seq, self.name, oid, user, qty, "user")))
+        out.append(Cancelled(seq, self.name, oid, user, qty, "user"))
         return True
 
     def cancel(self, seq: int, order: Order, reason: str, out: list[Event]) -> None:
@@ -421,7 +410,7 @@ class Market:
         (self.bids if order.is_buy else self.asks).remove(order)
         self.unindex_order(order)
         fields = (seq, self.name, order.order_id, order.user, order.qty, reason)
-        out.append(make_event(Cancelled, fields))
+        out.append(Cancelled(*fields))
 
     def cancel_all(self, seq: int, user: str, out: list[Event]) -> None:
         """Cancel every live order of ``user`` here, in order-id order."""
@@ -453,7 +442,7 @@ class Market:
                 order.qty = new_qty
                 side.add(order)
             fields = (seq, self.name, order.order_id, order.user, new_price, new_qty)
-            out.append(make_event(Amended, fields))
+            out.append(Amended(*fields))
             return
         opposite = self.asks if order.is_buy else self.bids
         crosses = opposite.crossed_by(new_price)
@@ -463,7 +452,7 @@ class Market:
         order.price = new_price
         order.qty = new_qty
         fields = (seq, self.name, order.order_id, order.user, new_price, new_qty)
-        out.append(make_event(Amended, fields))
+        out.append(Amended(*fields))
         remaining = new_qty
         if crosses:
             remaining = self.match(
@@ -490,18 +479,15 @@ class Market:
         """The user's live orders here, by order id, as query rows."""
         name = self.name
         return [
-            make_event(
-                OrderRow,
-                (
-                    name,
-                    o.order_id,
-                    o.client_order_id,
-                    BUY if o.is_buy else SELL,
-                    o.price,
-                    o.qty,
-                    o.filled,
-                    o.post_only,
-                ),
+            OrderRow(
+                name,
+                o.order_id,
+                o.client_order_id,
+                BUY if o.is_buy else SELL,
+                o.price,
+                o.qty,
+                o.filled,
+                o.post_only,
             )
             for o in self.orders_of(user)
         ]

@@ -54,7 +54,24 @@ def _market_row(market: Market) -> list[Any]:
         market.next_trade_id,
         _side_rows(market.bids),
         _side_rows(market.asks),
-        [list(trades[trade_id][:1]) + list(trades[trade_id][2:]) for trade_id in sorted(trades)],
+        [_fill_row(trades[trade_id]) for trade_id in sorted(trades)],
+    ]
+
+
+def _fill_row(fill: Fill) -> list[Any]:
+    """A fill without its market (the enclosing market row names it)."""
+    return [
+        fill.seq,
+        fill.trade_id,
+        fill.price,
+        fill.qty,
+        fill.taker_order_id,
+        fill.maker_order_id,
+        fill.taker_user,
+        fill.maker_user,
+        fill.taker_side,
+        fill.taker_client_order_id,
+        fill.maker_client_order_id,
     ]
 
 
