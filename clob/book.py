@@ -2,7 +2,8 @@
 
 A level is an intrusive doubly linked list (each order holds ``prev``/``next``)
 so that appending, taking the oldest order and cancelling any order by id are
-all O(1). Level prices are kept in a ``SortedList`` for the O(log levels)
+all O(1); each resting order also points at its level, so a cancel needs no
+price lookup. Level prices are kept in a ``SortedList`` for the O(log levels)
 insert/remove when a level appears or disappears, and the best price is cached
 so reading it costs one attribute load.
 """
@@ -10,8 +11,13 @@ so reading it costs one attribute load.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Final
 
 from sortedcontainers import SortedList
+
+# Touched levels kept as objects before they are folded into a price set (see
+# BookSide.touch): bounds the list when nobody takes the changes (replay, bench).
+TOUCHED_FOLD_AT: Final = 4096
 
 
 class Order:
@@ -21,6 +27,7 @@ class Order:
         "client_order_id",
         "filled",
         "is_buy",
+        "level",
         "next",
         "order_id",
         "post_only",
@@ -54,18 +61,23 @@ class Order:
         self.post_only = post_only
         self.prev: Order | None = None
         self.next: Order | None = None
+        self.level: Level | None = None  # set while the order rests
 
 
 class Level:
-    """All resting orders at one price, oldest first, and their total quantity."""
+    """All resting orders at one price, oldest first, and their total quantity.
 
-    __slots__ = ("head", "price", "tail", "total")
+    ``touched``: already listed in its side's touched levels (see BookSide).
+    """
+
+    __slots__ = ("head", "price", "tail", "total", "touched")
 
     def __init__(self, price: int) -> None:
         self.price = price
         self.head: Order | None = None
         self.tail: Order | None = None
         self.total = 0
+        self.touched = False
 
     def orders(self) -> Iterator[Order]:
         """The level's orders in time priority."""
@@ -78,18 +90,45 @@ class Level:
 class BookSide:
     """Bids (``is_buy``) or asks: levels by price and the cached best price.
 
-    ``touched`` collects the prices whose aggregated quantity changed since the
-    engine last reported level changes (a dict used as an ordered set).
+    Levels whose aggregated quantity changed since the engine last reported
+    level changes: ``touched`` lists each such level once (its flag says it is
+    listed, so marking one costs an attribute test, not a dict insert), and
+    ``folded`` holds, as an ordered set, the prices of levels listed earlier
+    and folded away to keep the list bounded. :meth:`take_touched` reports
+    the prices in first-touched order.
     """
 
-    __slots__ = ("best", "is_buy", "levels", "prices", "touched")
+    __slots__ = ("best", "folded", "is_buy", "levels", "prices", "touched")
 
     def __init__(self, is_buy: bool) -> None:
         self.is_buy = is_buy
         self.levels: dict[int, Level] = {}
         self.prices = SortedList()
         self.best: int | None = None
-        self.touched: dict[int, None] = {}
+        self.touched: list[Level] = []
+        self.folded: dict[int, None] = {}
+
+    def touch(self, level: Level) -> None:
+        """List a level not yet listed (callers test ``level.touched`` first)."""
+        level.touched = True
+        touched = self.touched
+        touched.append(level)
+        if len(touched) >= TOUCHED_FOLD_AT:
+            folded = self.folded
+            for old in touched:
+                folded[old.price] = None
+                old.touched = False
+            touched.clear()
+
+    def take_touched(self) -> list[int]:
+        """Prices of the levels touched since the last call, first-touched order; resets."""
+        prices = self.folded
+        for level in self.touched:
+            prices[level.price] = None
+            level.touched = False
+        self.touched.clear()
+        self.folded = {}
+        return list(prices)
 
     def add(self, order: Order) -> None:
         """Append ``order`` at the back of the queue at its price."""
@@ -110,13 +149,15 @@ class BookSide:
             order.prev = tail
             level.tail = order
         order.next = None
+        order.level = level
         level.total += order.qty
-        self.touched[price] = None
+        if not level.touched:
+            self.touch(level)
 
     def remove(self, order: Order) -> None:
         """Take ``order`` out of its level (removing the level when it empties)."""
-        price = order.price
-        level = self.levels[price]
+        level = order.level
+        assert level is not None, "the order is not resting"
         prev, nxt = order.prev, order.next
         if prev is None:
             level.head = nxt
@@ -127,10 +168,12 @@ class BookSide:
         else:
             nxt.prev = prev
         order.prev = order.next = None
+        order.level = None
         level.total -= order.qty
-        self.touched[price] = None
+        if not level.touched:
+            self.touch(level)
         if level.head is None:
-            self.drop_level(price)
+            self.drop_level(level.price)
 
     def drop_level(self, price: int) -> None:
         """Forget the (empty) level at ``price`` and refresh the best price."""

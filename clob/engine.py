@@ -115,16 +115,15 @@ class Engine:
         for name in sorted(self.markets):
             market = self.markets[name]
             for side_name, side in (("buy", market.bids), ("sell", market.asks)):
-                if not side.touched:
+                if not side.touched and not side.folded:
                     continue
                 levels = side.levels
-                for price in side.touched:
+                for price in side.take_touched():
                     level = levels.get(price)
                     total = 0 if level is None else level.total
                     changes.append(
                         (name, side_name, market.tick.text_of(price), market.lot.text_of(total))
                     )
-                side.touched.clear()
         return changes
 
     def market_specs(self) -> list[tuple[str, str, str]]:

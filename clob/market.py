@@ -191,8 +191,10 @@ class Market:
             tail.next = order
             order.prev = tail
             level.tail = order
+            order.level = level
             level.total += remaining
-            side.touched[price] = None
+            if not level.touched:
+                side.touch(level)
         self.live += 1
         if mine is None:
             if client_order_id is None:
@@ -248,7 +250,6 @@ class Market:
         """
         opposite = self.asks if is_buy else self.bids
         levels = opposite.levels
-        touched = opposite.touched
         name = self.name
         taker_side = BUY if is_buy else SELL
         user_fills = self.user_fills
@@ -258,7 +259,8 @@ class Market:
             if best is None or (limit is not None and (best > limit if is_buy else best < limit)):
                 break
             level = levels[best]
-            touched[best] = None
+            if not level.touched:
+                opposite.touch(level)
             maker = level.head
             while maker is not None:
                 nxt = maker.next
@@ -334,6 +336,7 @@ class Market:
         else:
             nxt.prev = None
         maker.next = None
+        maker.level = None
         self.unindex_order(maker)
 
     # ----------------------------------------------------------------- indexes
@@ -376,10 +379,10 @@ class Market:
         mine = user_live.get(user)
         if mine is None or key is None or (order := mine.get(key)) is None:
             return False
-        price = order.price
         qty = order.qty
         side = self.bids if order.is_buy else self.asks
-        level = side.levels[price]
+        level = order.level
+        assert level is not None, "a live order rests in a level"
         prev, nxt = order.prev, order.next
         if prev is None:
             level.head = nxt
@@ -390,10 +393,12 @@ class Market:
         else:
             nxt.prev = prev
         order.prev = order.next = None
+        order.level = None
         level.total -= qty
-        side.touched[price] = None
+        if not level.touched:
+            side.touch(level)
         if level.head is None:
-            side.drop_level(price)
+            side.drop_level(level.price)
         self.live -= 1
         oid = order.order_id
         del mine[oid]
@@ -433,10 +438,12 @@ class Market:
         side = self.bids if order.is_buy else self.asks
         if new_price == order.price:
             if new_qty <= order.qty:
-                level = side.levels[new_price]
+                level = order.level
+                assert level is not None, "a live order rests in a level"
                 level.total -= order.qty - new_qty
                 order.qty = new_qty
-                side.touched[new_price] = None
+                if not level.touched:
+                    side.touch(level)
             else:
                 side.remove(order)
                 order.qty = new_qty

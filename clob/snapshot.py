@@ -109,7 +109,7 @@ def load(data: bytes, markets: dict[str, Market]) -> None:
                     order = Order(order_id, user, coid, is_buy, price, qty, filled, stp, post_only)
                     side.add(order)
                     live.append(order)
-            side.touched.clear()
+            side.take_touched()
         for order in sorted(live, key=lambda o: o.order_id):
             market.index_order(order)
         for seq, trade_id, price, qty, t_id, m_id, t_user, m_user, t_side, t_coid, m_coid in trades:

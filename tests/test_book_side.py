@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from clob.book import BookSide, Order
+from clob.book import TOUCHED_FOLD_AT, BookSide, Order
 
 
 def make(order_id: int, price: int, qty: int = 1, is_buy: bool = True) -> Order:
@@ -58,4 +58,22 @@ def test_crossed_by_and_touched() -> None:
     assert not bids.crossed_by(1)
     bids.add(make(2, 8))
     assert bids.crossed_by(8) and not bids.crossed_by(9)
-    assert list(asks.touched) == [10] and list(bids.touched) == [8]
+    assert asks.take_touched() == [10] and bids.take_touched() == [8]
+    assert asks.take_touched() == []
+
+
+def test_touched_levels_fold_into_prices_in_first_touched_order() -> None:
+    side = BookSide(True)
+    count = TOUCHED_FOLD_AT + 10
+    orders = [make(i + 1, 1_000 + i) for i in range(count)]
+    for order in orders:
+        side.add(order)
+    # the list folded once: it stays bounded although nobody took the changes
+    assert len(side.touched) < TOUCHED_FOLD_AT and side.folded
+    side.remove(orders[0])  # touched again after the fold: reported once, at its first place
+    side.add(make(count + 1, 999))
+    expected = [1_000 + i for i in range(count)] + [999]
+    assert side.take_touched() == expected
+    assert side.take_touched() == [] and not side.folded
+    side.remove(orders[1])
+    assert side.take_touched() == [1_001]
