@@ -34,6 +34,10 @@ def test_equal_fields_make_equal_events_with_equal_hashes() -> None:
     assert _fill() != _fill(qty=6)
     assert _fill() != _fill(maker_client_order_id=None)
     assert len({_fill(), _fill(), _fill(trade_id=2)}) == 2
+    amended = Amended(1, "BTC-USD", 3, "alice", 100, 2)
+    assert amended == Amended(1, "BTC-USD", 3, "alice", 100, 2)
+    assert hash(amended) == hash(Amended(1, "BTC-USD", 3, "alice", 100, 2))
+    assert amended != Amended(1, "BTC-USD", 3, "alice", 100, 3)
 
 
 def test_events_of_different_types_never_compare_equal() -> None:
@@ -79,7 +83,10 @@ def test_engine_events_equal_freshly_built_ones() -> None:
     reason="read-only attributes are enforced by the compiled build only (mypy checks the rest)",
 )
 def test_compiled_events_are_read_only() -> None:
-    fill = _fill()
+    amended = Amended(1, "BTC-USD", 3, "alice", 100, 2)
     with pytest.raises(AttributeError):
-        fill.qty = 1  # type: ignore[misc]
-    assert fill.qty == 5
+        amended.qty = 1  # type: ignore[misc]
+    assert amended.qty == 2
+    with pytest.raises(AttributeError):
+        _fill().qty = 1  # type: ignore[misc]
+
