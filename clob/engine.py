@@ -30,7 +30,7 @@ from clob.events import (
     Reject,
     Rejected,
 )
-from clob.market import NO_LIVE_ORDER, Market
+from clob.market import NO_LIVE_ORDER, FillRow, Market
 from clob.parse import (
     Command,
     parse_amend,
@@ -45,8 +45,9 @@ from clob.parse import (
 Handler = Callable[[Command, int, list[Event]], None]
 
 
-def _trade_id(fill: Fill) -> int:
-    return fill.trade_id
+def _row_trade_id(row: FillRow) -> int:
+    trade_id: int = row[1]
+    return trade_id
 
 
 def _seq(fill: Fill) -> int:
@@ -181,15 +182,13 @@ class Engine:
         user, market, after, limit = parse_fills(cmd, self.markets)
         if market is None:
             # one command trades in one market only, so seq orders fills across markets
-            histories = [
-                self.markets[name].user_fills.get(user, ()) for name in sorted(self.markets)
-            ]
+            histories = [self.markets[name].fill_events(user) for name in sorted(self.markets)]
             merged = heapq.merge(*histories, key=_seq)
             out.append(FillsResult(seq, user, tuple(itertools.islice(merged, limit)), None))
             return
         history = market.user_fills.get(user, [])
-        start = 0 if after is None else bisect.bisect_right(history, after, key=_trade_id)
-        page = history[start : start + limit]
+        start = 0 if after is None else bisect.bisect_right(history, after, key=_row_trade_id)
+        page = [market.fill_event(row) for row in history[start : start + limit]]
         more = start + limit < len(history)
         out.append(FillsResult(seq, user, tuple(page), page[-1].trade_id if more else None))
 

@@ -7,7 +7,8 @@ appended to the caller's ``out`` list in the order they happen.
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Iterator
+from typing import Any, Final
 
 from clob.book import BookSide, Level, Order
 from clob.decimals import Step
@@ -36,6 +37,17 @@ SELL: Final = "sell"
 
 NO_LIVE_ORDER: Final = "no such live order of this user in this market"
 
+# One trade as the fill history keeps it: (seq, trade_id, price, qty,
+# taker_order_id, maker_order_id, taker_user, maker_user, taker_side,
+# taker_client_order_id, maker_client_order_id). A plain tuple of plain values,
+# because the history grows without bound: the cyclic garbage collector stops
+# tracking such a tuple after its first pass, while a Fill instance stays
+# tracked and every full collection would walk all of them (about 0.5 s per
+# million on this machine, longer than an election timeout). Typed as a
+# variable-length tuple on purpose: mypyc keeps a fixed-length tuple type
+# unboxed and would box a separate copy into each of the two histories.
+FillRow = tuple[Any, ...]
+
 # Returned by Market.match when self-trade prevention cancelled the taker.
 TAKER_CANCELLED: Final = -1
 
@@ -49,7 +61,7 @@ class Market:
     serves both lookups and a lookup by id also checks the owner. Int keys are
     in order-id order (an order rests during the command that accepted it).
     ``live`` counts live orders; ``user_fills`` maps user to the user's fills
-    in this market, oldest first (the engine merges them across markets by
+    in this market as :data:`FillRow` tuples, oldest first (the engine merges them across markets by
     ``seq`` for a query without a market).
     """
 
@@ -74,7 +86,7 @@ class Market:
         self.asks = BookSide(False)
         self.live = 0
         self.user_live: dict[str, dict[int | str, Order]] = {}
-        self.user_fills: dict[str, list[Fill]] = {}
+        self.user_fills: dict[str, list[FillRow]] = {}
         self.next_order_id = 1
         self.next_trade_id = 1
 
@@ -298,16 +310,29 @@ class Market:
                     maker.client_order_id,
                 )
                 out.append(fill)
+                row: FillRow = (
+                    seq,
+                    trade_id,
+                    best,
+                    traded,
+                    taker_id,
+                    maker.order_id,
+                    user,
+                    maker_user,
+                    taker_side,
+                    client_order_id,
+                    maker.client_order_id,
+                )
                 history = user_fills.get(user)
                 if history is None:
-                    user_fills[user] = [fill]
+                    user_fills[user] = [row]
                 else:
-                    history.append(fill)
+                    history.append(row)
                 history = user_fills.get(maker_user)
                 if history is None:
-                    user_fills[maker_user] = [fill]
+                    user_fills[maker_user] = [row]
                 else:
-                    history.append(fill)
+                    history.append(row)
                 level.total -= traded
                 remaining -= traded
                 if traded == maker_qty:
@@ -481,6 +506,18 @@ class Market:
         side.add(order)
 
     # ----------------------------------------------------------------- queries
+
+    def fill_event(self, row: FillRow) -> Fill:
+        """The ``Fill`` of a history row (for the ``fills`` query)."""
+        seq, trade_id, price, qty, t_id, m_id, t_user, m_user, t_side, t_coid, m_coid = row
+        return Fill(
+            seq, self.name, trade_id, price, qty, t_id, m_id, t_user, m_user, t_side, t_coid, m_coid
+        )
+
+    def fill_events(self, user: str) -> Iterator[Fill]:
+        """The user's fills here as ``Fill`` events, oldest first (lazily)."""
+        for row in self.user_fills.get(user, ()):
+            yield self.fill_event(row)
 
     def order_rows(self, user: str) -> list[OrderRow]:
         """The user's live orders here, by order id, as query rows."""

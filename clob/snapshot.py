@@ -23,8 +23,7 @@ import msgpack
 
 from clob.book import BookSide, Order
 from clob.decimals import Step, is_decimal
-from clob.events import Fill
-from clob.market import Market
+from clob.market import FillRow, Market
 
 VERSION = 1
 
@@ -42,10 +41,10 @@ def digest(data: bytes) -> bytes:
 
 
 def _market_row(market: Market) -> list[Any]:
-    trades: dict[int, Fill] = {}
+    trades: dict[int, FillRow] = {}
     for history in market.user_fills.values():
-        for fill in history:
-            trades[fill.trade_id] = fill
+        for row in history:
+            trades[row[1]] = row
     return [
         market.name,
         market.tick.text,
@@ -54,24 +53,7 @@ def _market_row(market: Market) -> list[Any]:
         market.next_trade_id,
         _side_rows(market.bids),
         _side_rows(market.asks),
-        [_fill_row(trades[trade_id]) for trade_id in sorted(trades)],
-    ]
-
-
-def _fill_row(fill: Fill) -> list[Any]:
-    """A fill without its market (the enclosing market row names it)."""
-    return [
-        fill.seq,
-        fill.trade_id,
-        fill.price,
-        fill.qty,
-        fill.taker_order_id,
-        fill.maker_order_id,
-        fill.taker_user,
-        fill.maker_user,
-        fill.taker_side,
-        fill.taker_client_order_id,
-        fill.maker_client_order_id,
+        [list(trades[trade_id]) for trade_id in sorted(trades)],
     ]
 
 
@@ -115,9 +97,9 @@ def load(data: bytes, markets: dict[str, Market]) -> None:
         for seq, trade_id, price, qty, t_id, m_id, t_user, m_user, t_side, t_coid, m_coid in trades:
             t_user = users.setdefault(t_user, t_user)
             m_user = users.setdefault(m_user, m_user)
-            fill = Fill(
-                seq, name, trade_id, price, qty, t_id, m_id, t_user, m_user, t_side, t_coid, m_coid
-            )
+            row: FillRow = (
+                seq, trade_id, price, qty, t_id, m_id, t_user, m_user, t_side, t_coid, m_coid
+            )  # fmt: skip
             for who in (t_user, m_user):
-                market.user_fills.setdefault(who, []).append(fill)
+                market.user_fills.setdefault(who, []).append(row)
         markets[name] = market

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 import clob
@@ -90,3 +92,20 @@ def test_compiled_events_are_read_only() -> None:
     with pytest.raises(AttributeError):
         _fill().qty = 1  # type: ignore[misc]
 
+
+def test_the_fill_history_drops_out_of_the_cyclic_collector() -> None:
+    engine = Engine()
+    engine.execute(
+        {"type": "create_market", "market": "BTC-USD", "tick_size": "1", "lot_size": "1"}, 1
+    )
+    for seq, (user, side) in enumerate((("alice", "sell"), ("bob", "buy")), 2):
+        order = {"type": "new_order", "market": "BTC-USD", "user": user, "side": side,
+                 "order_type": "limit", "price": "10", "qty": "1"}  # fmt: skip
+        events = engine.execute(order, seq)
+    (fill,) = [event for event in events if isinstance(event, Fill)]
+    market = engine.markets["BTC-USD"]
+    (row,) = market.user_fills["alice"]
+    assert market.user_fills["bob"][0] is row and market.fill_event(row) == fill
+    gc.collect()
+    # the history is kept forever: full collections must not have to walk it
+    assert not gc.is_tracked(row)
