@@ -19,6 +19,9 @@ def test_bench_engine_json_report() -> None:
     report = orjson.loads(result.stdout.strip().splitlines()[-1])
     assert report["commands"] == 3000 and report["cpu_count"] >= 1
     assert report["commands_per_s"] > 0 and report["events_per_s"] > 0
+    # CPU time of this process cannot exceed the wall time it ran in (one thread)
+    assert 0 < report["cpu_seconds"] <= report["seconds"] * 1.05 + 0.01
+    assert report["commands_per_cpu_s"] >= report["commands_per_s"] * 0.9
     assert set(report["latency_us"]) == {"p50", "p99", "p99.9"}
     assert report["memory"]["resting_orders"] == 2000
     assert 50 < report["memory"]["bytes_per_resting_order"] < 5000
