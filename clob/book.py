@@ -122,11 +122,17 @@ class BookSide:
 
     def take_touched(self) -> list[int]:
         """Prices of the levels touched since the last call, first-touched order; resets."""
+        touched = self.touched
+        if len(touched) == 1 and not self.folded:  # the usual case: one command, one level
+            level = touched[0]
+            level.touched = False
+            touched.clear()
+            return [level.price]
         prices = self.folded
-        for level in self.touched:
+        for level in touched:
             prices[level.price] = None
             level.touched = False
-        self.touched.clear()
+        touched.clear()
         self.folded = {}
         return list(prices)
 

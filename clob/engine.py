@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from clob import codec, snapshot
+from clob.book import BookSide
 from clob.decimals import Step
 from clob.events import (
     BAD_COMMAND,
@@ -59,6 +60,7 @@ class Engine:
 
     def __init__(self) -> None:
         self.markets: dict[str, Market] = {}
+        self._by_name: list[Market] = []  # self.markets' values in name order
         # new_order, cancel and amend, the most frequent, are dispatched inline by execute
         self._handlers: dict[str, Handler] = {
             "create_market": self._create_market,
@@ -110,21 +112,18 @@ class Engine:
         """Aggregated levels changed since the last call: (market, side, price, total).
 
         Markets in name order, bids then asks, prices in the order they were
-        first touched; total "0" means the level is gone.
+        first touched; total "0" means the level is gone. The replica calls
+        this after every command, so the common case (nothing or one level
+        touched) is kept cheap.
         """
         changes: list[tuple[str, str, str, str]] = []
-        for name in sorted(self.markets):
-            market = self.markets[name]
-            for side_name, side in (("buy", market.bids), ("sell", market.asks)):
-                if not side.touched and not side.folded:
-                    continue
-                levels = side.levels
-                for price in side.take_touched():
-                    level = levels.get(price)
-                    total = 0 if level is None else level.total
-                    changes.append(
-                        (name, side_name, market.tick.text_of(price), market.lot.text_of(total))
-                    )
+        for market in self._markets_by_name(None):
+            bids = market.bids
+            if bids.touched or bids.folded:
+                _level_changes(market, bids, "buy", changes)
+            asks = market.asks
+            if asks.touched or asks.folded:
+                _level_changes(market, asks, "sell", changes)
         return changes
 
     def market_specs(self) -> list[tuple[str, str, str]]:
@@ -182,7 +181,7 @@ class Engine:
         user, market, after, limit = parse_fills(cmd, self.markets)
         if market is None:
             # one command trades in one market only, so seq orders fills across markets
-            histories = [self.markets[name].fill_events(user) for name in sorted(self.markets)]
+            histories = [m.fill_events(user) for m in self._markets_by_name(None)]
             merged = heapq.merge(*histories, key=_seq)
             out.append(FillsResult(seq, user, tuple(itertools.islice(merged, limit)), None))
             return
@@ -199,7 +198,22 @@ class Engine:
     def _markets_by_name(self, only: Market | None) -> list[Market]:
         if only is not None:
             return [only]
-        return [self.markets[name] for name in sorted(self.markets)]
+        # markets are only ever added (create_market, restore): re-sort on growth
+        if len(self._by_name) != len(self.markets):
+            self._by_name = [self.markets[name] for name in sorted(self.markets)]
+        return self._by_name
+
+
+def _level_changes(
+    market: Market, side: BookSide, side_name: str, changes: list[tuple[str, str, str, str]]
+) -> None:
+    """Append one side's touched levels with their current totals (and reset them)."""
+    levels = side.levels
+    name, tick, lot = market.name, market.tick, market.lot
+    for price in side.take_touched():
+        level = levels.get(price)
+        total = 0 if level is None else level.total
+        changes.append((name, side_name, tick.text_of(price), lot.text_of(total)))
 
 
 # Integers JSON encoders (orjson) can write; a larger echoed id is left out.
