@@ -50,9 +50,7 @@ def _fresh(setup: list[Command]) -> Engine:
     return engine
 
 
-def _throughput(
-    setup: list[Command], mixed: list[Command]
-) -> tuple[float, float, int, Engine]:
+def _throughput(setup: list[Command], mixed: list[Command]) -> tuple[float, float, int, Engine]:
     """Wall seconds, CPU seconds and events for ``mixed`` on a fresh engine.
 
     CPU time (this process only) is reported beside wall time because on a
