@@ -222,7 +222,7 @@ async def run_bench(
     market = cluster.markets[0]
     await group.start_all()
     try:
-        await wait_healthy(market)
+        leader = await wait_healthy(market)
         report: dict[str, Any] = {
             "nproc": os.cpu_count(),
             "engine_build": clob.build_kind(),
@@ -235,14 +235,22 @@ async def run_bench(
             idle = group.cpu_seconds(list(group.children)) - idle_before
             report["idle_cpu_percent_per_replica"] = idle / args["idle"] / len(group.children) * 100
         if args["duration"] > 0:
-            cpu_before = group.cpu_seconds(list(group.children))
+            names = list(group.children)
+            before = {name: group.cpu_seconds([name]) for name in names}
             report["throughput"] = await closed_loop(
                 market, args["inflight"], args["duration"], args["batch"]
             )
-            cpu = group.cpu_seconds(list(group.children)) - cpu_before
+            used = {name: group.cpu_seconds([name]) - before[name] for name in names}
+            cpu = sum(used.values())
             if cpu > 0:
                 orders = max(1, report["throughput"]["orders"])
                 report["throughput"]["replica_cpu_us_per_order"] = cpu / orders * 1e6
+                # the leader does more per order (clients, replies) than each follower
+                followers = [used[n] for n in names if n != leader]
+                report["throughput"]["leader_cpu_us_per_order"] = used[leader] / orders * 1e6
+                report["throughput"]["follower_cpu_us_per_order"] = (
+                    sum(followers) / max(1, len(followers)) / orders * 1e6
+                )
             await wait_healthy(market)
             report["latency"] = await open_loop(market, args["rate"], args["duration"])
         report["failover"] = await failover(group, market, args["kills"])
@@ -313,7 +321,9 @@ def bench_shard(
         if "replica_cpu_us_per_order" in t:
             typer.echo(
                 f"replica CPU during the throughput phase: "
-                f"{t['replica_cpu_us_per_order']:.0f} us per order (3 replicas together)"
+                f"{t['replica_cpu_us_per_order']:.0f} us per order (3 replicas together; "
+                f"leader {t['leader_cpu_us_per_order']:.0f}, "
+                f"each follower {t['follower_cpu_us_per_order']:.0f})"
             )
         typer.echo(
             f"latency at {lat['offered_rate']}/s offered ({lat['achieved_rate']:.0f}/s done): "

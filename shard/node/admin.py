@@ -13,7 +13,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from shard.node import protocol
-from shard.raft import ChangeKind, InvalidChange, MembershipChange, NotLeader, ProposalDropped
+from shard.raft import (
+    ChangeKind,
+    InvalidChange,
+    MembershipChange,
+    NotLeader,
+    ProposalDropped,
+    Raft,
+    Role,
+)
 from shard.storage import StorageError
 
 if TYPE_CHECKING:
@@ -86,7 +94,7 @@ def replica_status(replica: Replica) -> protocol.Message:
         "digest_seq": latest.seq if latest else 0,
         "digest_index": latest.index if latest else 0,
         "digests_agreed": replica.digests.agreed,
-        "lag": replica.lag(raft),
+        "lag": follower_lag(raft),
         "diverged": replica.diverged,
         "failure": replica.failure,
         "voters": list(raft.membership.voters),
@@ -94,3 +102,11 @@ def replica_status(replica: Replica) -> protocol.Message:
         "snapshot_index": replica.last_snapshot_index,
         "peers": {n: s.connected for n, s in replica.transport.statistics().items()},
     }
+
+
+def follower_lag(raft: Raft) -> dict[str, int]:
+    """Leader only: entries each follower is behind the leader's last index."""
+    if raft.role is not Role.LEADER:
+        return {}
+    last = raft.log.last_index()
+    return {n: last - pr.match for n, pr in raft.progress.items() if n != raft.id}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from typing import Any
 
 import attrs
 
@@ -30,6 +31,21 @@ class Checkpoint:
     index: int
     seq: int
     digest: str
+
+
+def digest_message(checkpoint: Checkpoint) -> dict[str, Any]:
+    """The peer message a leader sends with each of its checkpoints."""
+    return {"t": "digest", **attrs.asdict(checkpoint)}
+
+
+def parse_digest_message(payload: dict[str, Any]) -> Checkpoint | None:
+    """The checkpoint of a leader's digest message; None if it is not a valid one."""
+    if payload.get("t") != "digest":
+        return None
+    try:
+        return Checkpoint(int(payload["index"]), int(payload["seq"]), str(payload["digest"]))
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 @attrs.frozen

@@ -55,6 +55,30 @@ def error(
     }
 
 
+def no_leader() -> Message:
+    return error(UNAVAILABLE, "no leader (election in progress?)")
+
+
+def not_leader(me: str, leader: str | None, client_addresses: dict[str, str]) -> Message:
+    """The refusal of a replica that does not lead: where to go, if it knows."""
+    if leader is None or leader == me:
+        return no_leader()
+    return error(
+        NOT_LEADER,
+        f"{me} is not the leader",
+        leader=leader,
+        leader_addr=client_addresses.get(leader),
+    )
+
+
+def forgotten() -> Message:
+    """A request below the session's acknowledged mark: applied once and forgotten, or
+    dropped now; its client cannot know which."""
+    message = error(TIMEOUT, "request no longer remembered; outcome unknown")
+    message["indeterminate"] = True
+    return message
+
+
 def result(seq: int, events: list[Any]) -> Message:
     return {"t": "result", "seq": seq, "events": events}
 

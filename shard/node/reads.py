@@ -94,6 +94,13 @@ class ReadQueue:
             else:
                 self._inflight[context] = (age + ticks, queries)
 
+    def ticks_to_deadline(self) -> int | None:
+        """Ticks until the oldest unanswered round times out; None without one."""
+        if not self._inflight:
+            return None
+        oldest = max(age for age, _ in self._inflight.values())
+        return max(1, self.timeout_ticks - oldest)
+
     def fail_all(self, error: protocol.Message) -> None:
         fail(self.queued, error)
         self.queued = []

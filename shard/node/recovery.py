@@ -1,8 +1,11 @@
-"""Rebuilding a replica's consensus core from what storage recovered."""
+"""Rebuilding a replica's consensus core from what storage recovered, and the command
+that creates the market in a brand-new group."""
 
 from __future__ import annotations
 
 import random
+
+import orjson
 
 from config.schema import ClusterConfig, MarketConfig, ReplicaConfig
 from shard.raft import Raft, RaftConfig
@@ -35,3 +38,14 @@ def build_raft(
         snapshot=RaftSnapshot(snapshot.meta, snapshot.data) if snapshot else None,
         entries=recovered.entries,
     )
+
+
+def create_market_command(market: MarketConfig) -> bytes:
+    """The engine command a leader proposes when its engine lacks the market."""
+    command = {
+        "type": "create_market",
+        "market": market.name,
+        "tick_size": market.tick_size,
+        "lot_size": market.lot_size,
+    }
+    return orjson.dumps(command)

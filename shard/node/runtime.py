@@ -5,10 +5,17 @@ One :class:`Replica` per process (or several in one process for tests). Its
 the client server and the *driver*: the one task that feeds the Raft core
 and executes its :class:`~shard.raft.Ready` batches.
 
+Time is tickless (:mod:`shard.node.ticking`): the driver sleeps until the
+next tick that can matter to the core (a leader's heartbeat, a follower's
+election timeout, a ReadIndex timeout) or until work arrives, then feeds
+the core every tick that elapsed, in order with the messages stamped with
+the tick they arrived in. An idle follower wakes only for heartbeats.
+
 Batching is what makes it fast. While the driver waits for an fsync (in a
 worker thread), client submits, peer messages and ticks pile up; the next
 turn proposes every waiting submit as one log entry and persists every new
-entry with one fsync (group commit). A leader sends its AppendEntries before
+entry with one fsync (group commit), run in a worker thread
+(:mod:`shard.node.offthread`). A leader sends its AppendEntries before
 its own fsync (Raft thesis §10.2.1: it counts itself towards a commit only
 once its own write is durable), so the leader's and the followers' fsyncs
 overlap. Nothing is acknowledged to a client before the entry is committed
@@ -24,20 +31,26 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import attrs
-import orjson
 import trio
 
 from config.schema import ClusterConfig, MarketConfig, ReplicaConfig
 from shard.node import protocol
-from shard.node.admin import replica_status, run_admin
+from shard.node.admin import follower_lag, replica_status, run_admin
 from shard.node.applied import AppliedRing
 from shard.node.clientserver import ClientServer, Reply, Subscriber
-from shard.node.digests import Checkpoint, DigestBook, state_digest
+from shard.node.digests import (
+    Checkpoint,
+    DigestBook,
+    digest_message,
+    parse_digest_message,
+    state_digest,
+)
 from shard.node.metrics import NodeMetrics
+from shard.node.offthread import run_off_thread
 from shard.node.options import ReplicaOptions, SnapshotRequest
 from shard.node.reads import ReadQueue
-from shard.node.recovery import build_raft
+from shard.node.recovery import build_raft, create_market_command
+from shard.node.ticking import TickClock, WakeTimer
 from shard.node.transport import PeerTransport
 from shard.observability import get_logger
 from shard.proposals import encode_rows, split_rows
@@ -61,6 +74,10 @@ _EARLY = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow, ReadIndexRespon
 _BOOTSTRAP_CLIENT = "bootstrap"
 _METRICS_EVERY_TICKS = 25  # gauges are refreshed this often, not on every Ready
 _SLOW_SYNC_S = 0.1  # an fsync this slow delays heartbeats: worth a warning
+# Peer messages waiting for the driver (the size of the channel they used to go
+# through); beyond this they are dropped, as a full send queue drops (Raft resends).
+# Raft's own flow control keeps the inbox far smaller unless a peer misbehaves.
+_MAX_INBOX = 4096
 
 
 class Replica:
@@ -90,6 +107,7 @@ class Replica:
             name,
             self.me.raft,
             {r.name: r.raft for r in self.market.replicas},
+            deliver=self._received,
         )
         self.ring = AppliedRing(options.ring_capacity)
         self.digests = DigestBook()
@@ -100,9 +118,12 @@ class Replica:
         self.failure: str | None = None  # storage failed: no more acknowledgements
         self.client_port = 0
         self._wake = trio.Event()
-        self._ticks = 0
+        self._clock = TickClock(cluster.timing.tick_ms / 1000, 0.0)  # origin set by serve
+        self._timer = WakeTimer(self.wake)
         self._metrics_ticks = 0
-        self._inbox: list[tuple[str, Any]] = []
+        self._inbox: list[tuple[int, str, Any]] = []  # (tick of arrival, peer, payload)
+        self.inbox_dropped = 0
+        self.turns = 0  # driver turns (each wake-up that looked for work)
         self._proposals: list[list[Any]] = []  # [client, req, ack, cmd] rows
         self._waiting: dict[tuple[str, int], list[Reply]] = {}
         read_timeout_ticks = max(1, options.read_timeout_ms // cluster.timing.tick_ms)
@@ -132,10 +153,10 @@ class Replica:
         self.storage = storage
         try:
             self._recover(recovered)
+            self._clock = TickClock(self._clock.tick_s, trio.current_time())
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.transport.serve)
-                nursery.start_soon(self._pump_inbox)
-                nursery.start_soon(self._ticker)
+                nursery.start_soon(self._timer.run)
                 nursery.start_soon(self._drive)
                 server = ClientServer(self, self.me.client, node=self.name)
                 self.client_port = await nursery.start(server.serve)
@@ -162,19 +183,23 @@ class Replica:
     def wake(self) -> None:
         self._wake.set()
 
-    async def _ticker(self) -> None:
-        interval = self.cluster.timing.tick_ms / 1000
-        deadline = trio.current_time()
-        while True:
-            deadline += interval
-            await trio.sleep_until(deadline)
-            self._ticks += 1
-            self._wake.set()
+    def _received(self, src: str, payload: Any) -> None:
+        """A peer message (the transport calls this): stamp it with its tick and queue it."""
+        if len(self._inbox) >= _MAX_INBOX:
+            self.inbox_dropped += 1
+            if self.inbox_dropped % 1000 == 1:
+                self.log.warning("peer inbox full: dropping", peer=src, dropped=self.inbox_dropped)
+            return
+        self._inbox.append((self._clock.tick_at(trio.current_time()), src, payload))
+        self._wake.set()
 
-    async def _pump_inbox(self) -> None:
-        async for item in self.transport.received:
-            self._inbox.append(item)
-            self._wake.set()
+    def _wake_time(self, raft: Raft) -> float:
+        """When the driver must wake with nothing else to do: the next tick that matters."""
+        due = raft.ticks_to_deadline()
+        reads = self.reads.ticks_to_deadline()
+        if reads is not None and (due is None or reads < due):
+            due = reads
+        return self._clock.wake_time(due)
 
     # -- the driver ----------------------------------------------------------
 
@@ -182,9 +207,11 @@ class Replica:
         raft = self.raft
         assert raft is not None
         while self.failure is None:
+            self._timer.set(self._wake_time(raft))
             await self._wake.wait()
-            # Let every task that is ready run first (client readers, the inbox
-            # pump), so that what arrived together is proposed as one entry.
+            self.turns += 1
+            # Let every task that is ready run first (client and peer readers),
+            # so that what arrived together is proposed as one entry.
             await trio.lowlevel.checkpoint()
             self._wake = trio.Event()
             self._absorb(raft)
@@ -204,33 +231,48 @@ class Replica:
                 self._absorb(raft)
 
     def _absorb(self, raft: Raft) -> None:
-        """Feed the core everything that arrived since the last turn.
+        """Feed the core everything that arrived since the last turn, in time order.
 
-        Messages go before ticks: after a long fsync many ticks are due at
-        once, and the heartbeats (or acknowledgements) that arrived meanwhile
-        must count first, or a follower would campaign (or a leader step down)
-        although its peers were alive all along.
+        Each message is stepped after the ticks that elapsed before it arrived
+        and before the later ones: after a long fsync many ticks are due at
+        once, and a heartbeat (or acknowledgement) that arrived in the middle
+        must count from when it came, or a follower would campaign (or a leader
+        step down) although its peers were alive all along.
         """
+        clock = self._clock
+        now = clock.tick_at(trio.current_time())
         if self._inbox:
             inbox, self._inbox = self._inbox, []
-            for src, payload in inbox:
+            for stamp, src, payload in inbox:
+                if stamp > clock.fed:
+                    self._tick(raft, clock.take(stamp))
                 self._step(raft, src, payload)
-        ticks, self._ticks = self._ticks, 0
-        for _ in range(ticks):
-            raft.tick()
-        if ticks:
-            self.reads.expire(ticks)
-            self._metrics_ticks += ticks
-            if self._metrics_ticks >= _METRICS_EVERY_TICKS:
-                self._metrics_ticks = 0
-                self._update_metrics(raft)
+        if now > clock.fed:
+            self._tick(raft, clock.take(now))
         if self._proposals and (
             raft.role is not Role.LEADER
             or raft.log.last_index() - raft.log.committed < self.options.max_pipeline_entries
         ):
             self._propose(raft)
         if self.reads.queued:
-            self.reads.start(raft, self._no_leader_error())
+            self.reads.start(raft, protocol.no_leader())
+
+    def _tick(self, raft: Raft, ticks: int) -> None:
+        for _ in range(ticks):
+            raft.tick()
+        self.reads.expire(ticks)
+        self._metrics_ticks += ticks
+        if self._metrics_ticks >= _METRICS_EVERY_TICKS:
+            self._metrics_ticks = 0
+            rsm = self.rsm
+            self.metrics.refresh(
+                self.current_role(),
+                raft.term,
+                raft.log.committed,
+                rsm.applied_index,
+                rsm.seq,
+                follower_lag(raft),
+            )
 
     def _step(self, raft: Raft, src: str, payload: Any) -> None:
         if isinstance(payload, dict):
@@ -278,7 +320,7 @@ class Replica:
             late = tuple(m for m in ready.messages if not isinstance(m, _EARLY))
         if ready.snapshot is not None:
             snap = ready.snapshot
-            await trio.to_thread.run_sync(storage.save_snapshot, snap.meta, snap.data)
+            await run_off_thread(lambda: storage.save_snapshot(snap.meta, snap.data))
         if ready.entries:
             storage.append(list(ready.entries))
         if ready.hard_state is not None:
@@ -286,7 +328,7 @@ class Replica:
         if ready.must_sync():
             started = time.perf_counter()
             if self.cluster.durability == "fsync":
-                await trio.to_thread.run_sync(storage.sync)
+                await run_off_thread(storage.sync)
             else:
                 storage.sync()  # hands bytes to the OS only: cheap enough inline
             elapsed = time.perf_counter() - started
@@ -337,11 +379,7 @@ class Replica:
                 # EXPIRED: below the session's acknowledged mark (a very late retry, or
                 # the client's window outgrew the session table): applied before and
                 # forgotten, or dropped now. The client cannot know which.
-                error = protocol.error(
-                    protocol.TIMEOUT, "request no longer remembered; outcome unknown"
-                )
-                error["indeterminate"] = True
-                self._fail_waiters((client_id, request_no), error)
+                self._fail_waiters((client_id, request_no), protocol.forgotten())
                 continue
             events, levels = result
             if verdict is new:
@@ -367,10 +405,9 @@ class Replica:
             self._diverged(divergence)
         raft = self.raft
         if raft is not None and raft.role is Role.LEADER:
-            digest_message = {"t": "digest", **attrs.asdict(checkpoint)}
             for peer in self.client_addresses:
                 if peer != self.name:
-                    self.transport.send(peer, dict(digest_message))
+                    self.transport.send(peer, digest_message(checkpoint))
         return checkpoint
 
     async def _after_advance(self, raft: Raft) -> None:
@@ -390,7 +427,7 @@ class Replica:
         storage = self.storage
         assert storage is not None
         try:
-            await trio.to_thread.run_sync(storage.save_snapshot, snapshot.meta, data)
+            await run_off_thread(lambda: storage.save_snapshot(snapshot.meta, data))
         except StorageError as exc:
             self._storage_failed(exc)
             return
@@ -413,15 +450,9 @@ class Replica:
         self._bootstrapped_term = raft.term
         if any(spec[0] == self.market.name for spec in self.app.engine.market_specs()):
             return
-        command = {
-            "type": "create_market",
-            "market": self.market.name,
-            "tick_size": self.market.tick_size,
-            "lot_size": self.market.lot_size,
-        }
         self.log.info("proposing create_market", market=self.market.name)
         # A fixed idempotency key: applied once however many leaders try.
-        self._proposals.append([_BOOTSTRAP_CLIENT, 1, 1, orjson.dumps(command)])
+        self._proposals.append([_BOOTSTRAP_CLIENT, 1, 1, create_market_command(self.market)])
         self._wake.set()
 
     def _storage_failed(self, exc: StorageError) -> None:
@@ -509,12 +540,6 @@ class Replica:
             return "learner"
         return self.role
 
-    def lag(self, raft: Raft) -> dict[str, int]:
-        if raft.role is not Role.LEADER:
-            return {}
-        last = raft.log.last_index()
-        return {n: last - pr.match for n, pr in raft.progress.items() if n != self.name}
-
     def _refusal(self) -> protocol.Message | None:
         if self.failure is not None:
             return protocol.error(protocol.UNAVAILABLE, f"replica {self.name}: {self.failure}")
@@ -527,18 +552,7 @@ class Replica:
         return None
 
     def not_leader_error(self, leader: str | None = None) -> protocol.Message:
-        leader = leader or self.leader
-        if leader is None or leader == self.name:
-            return self._no_leader_error()
-        return protocol.error(
-            protocol.NOT_LEADER,
-            f"{self.name} is not the leader",
-            leader=leader,
-            leader_addr=self.client_addresses.get(leader),
-        )
-
-    def _no_leader_error(self) -> protocol.Message:
-        return protocol.error(protocol.UNAVAILABLE, "no leader (election in progress?)")
+        return protocol.not_leader(self.name, leader or self.leader, self.client_addresses)
 
     def _on_soft_state(self, role: Role, leader: str | None) -> None:
         was_leader = self.role == "leader"
@@ -558,13 +572,10 @@ class Replica:
             self.reads.fail_all(error)
 
     def _leader_digest(self, src: str, payload: dict[str, Any]) -> None:
-        if payload.get("t") != "digest" or src != self.leader:
+        if src != self.leader:
             return
-        try:
-            checkpoint = Checkpoint(
-                int(payload["index"]), int(payload["seq"]), str(payload["digest"])
-            )
-        except (KeyError, TypeError, ValueError):
+        checkpoint = parse_digest_message(payload)
+        if checkpoint is None:
             self.log.warning("malformed digest message", peer=src)
             return
         divergence = self.digests.record_leader(checkpoint)
@@ -582,13 +593,3 @@ class Replica:
             leader=divergence.leader,
         )
         self.ring.reset(self.rsm.seq)
-
-    def _update_metrics(self, raft: Raft) -> None:
-        self.metrics.refresh(
-            self.current_role(),
-            raft.term,
-            raft.log.committed,
-            self.rsm.applied_index,
-            self.rsm.seq,
-            self.lag(raft),
-        )

@@ -18,12 +18,18 @@ refused: two processes started with the same name must not both vote.
         await nursery.start(transport.serve)
         transport.send("b", payload)            # any msgpack-able value but None
         async for src, payload in transport.received: ...
+
+A ``deliver(src, payload)`` callback given to the constructor receives the
+messages instead of the ``received`` channel: called from the connection's
+reader, it costs no channel hand-off and no task switch per message (the
+replica runtime only appends to its inbox there).
 """
 
 from __future__ import annotations
 
 import contextlib
 import random
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -87,6 +93,7 @@ class PeerTransport:
         *,
         queue_size: int = 4096,
         receive_size: int = 4096,
+        deliver: Callable[[str, Any], None] | None = None,
     ) -> None:
         self.cluster_id = cluster_id
         self.name = name
@@ -97,6 +104,7 @@ class PeerTransport:
         self._inbound: dict[str, _Inbound] = {}
         self._nursery: trio.Nursery | None = None
         self._send_received, self.received = trio.open_memory_channel[tuple[str, Any]](receive_size)
+        self._deliver = deliver
         self.port: int = 0
         self._log = get_logger("shard.node.transport", node=name)
 
@@ -179,10 +187,15 @@ class PeerTransport:
             if name is None:
                 return
             entry = self._inbound[name]
+            deliver = self._deliver
             while True:
                 # Frames that came with the hello are already buffered: deliver first.
                 for payload in decoder.messages():
-                    if payload is not _PING:
+                    if payload is _PING:
+                        continue
+                    if deliver is not None:
+                        deliver(name, payload)
+                    else:
                         await self._send_received.send((name, payload))
                 data = await stream.receive_some(_READ_SIZE)
                 if not data:

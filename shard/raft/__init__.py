@@ -11,6 +11,9 @@ How to drive it (the owner is the node runtime or the simulator)::
 
     # inputs (all synchronous, none blocks, none does I/O):
     raft.tick()                       # every tick of the owner's clock (e.g. 10 ms)
+    raft.ticks_to_deadline()          # ticks until one can matter (None: never); an owner
+                                      #   may sleep that long, then tick() once per tick
+                                      #   elapsed (before stepping what arrived later)
     raft.step(message)                # every message from a peer (shard.raft.messages)
     raft.propose(data)                # leader only -> (index, term); raises NotLeader(leader)
                                       #   or ProposalDropped

@@ -110,6 +110,22 @@ class Raft(Leadership):
         if self.promotable() and self.election_elapsed >= self.randomized_timeout:
             self._campaign(pre_vote=self.config.pre_vote)
 
+    def ticks_to_deadline(self) -> int | None:
+        """Ticks until the next :meth:`tick` that can do anything; None if none ever can.
+
+        For an owner that sleeps instead of waking on every tick: calling
+        :meth:`tick` fewer times than this (and nothing else) sends nothing
+        and changes no role, so the owner may sleep that long, then feed
+        every elapsed tick. It must still feed the ticks that elapsed before
+        a message arrived before stepping that message (the lease check of
+        thesis §4.2.3 reads the elapsed time). Always at least 1.
+        """
+        if self.role is Role.LEADER:
+            return self._leader_ticks_to_deadline()
+        if not self.promotable():
+            return None  # a learner (or removed node) never campaigns on its own
+        return max(1, self.randomized_timeout - self.election_elapsed)
+
     def campaign(self) -> None:
         """Start an election now (tests and operator tooling)."""
         if self.role is not Role.LEADER and self.promotable():

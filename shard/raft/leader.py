@@ -155,6 +155,19 @@ class Leadership:
                 if pr.snapshot_idle >= self.config.snapshot_retransmit_ticks:
                     self._send_snapshot_chunk(node)
 
+    def _leader_ticks_to_deadline(self) -> int:
+        """Ticks until the leader's next heartbeat, CheckQuorum/transfer check or
+        snapshot chunk retransmission (see ``Raft.ticks_to_deadline``)."""
+        config = self.config
+        due = min(
+            config.heartbeat_tick - self.heartbeat_elapsed,
+            config.election_tick - self.election_elapsed,
+        )
+        for pr in self.progress.values():
+            if pr.state is ProgressState.SNAPSHOT:
+                due = min(due, config.snapshot_retransmit_ticks - pr.snapshot_idle)
+        return max(1, due)
+
     def _leader_append(self, entries: list[Entry]) -> None:
         self.log.append(entries)
         self._after_append(entries[0].index)
