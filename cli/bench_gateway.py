@@ -6,8 +6,9 @@ gateway``; ``--local-engine`` skips the replicas), then drives it from this
 process over many WebSocket connections (one user each, spread over the
 gateways and markets):
 
-* throughput: every connection keeps ``--window`` orders in flight for
-  ``--duration`` seconds; acknowledged orders per second;
+* throughput: every connection keeps ``--window`` (alias ``--pipeline``)
+  orders in flight for ``--duration`` seconds; acknowledged orders per
+  second;
 * latency: open loop at a fixed total ``--rate``; each order's time from send
   to reply, p50 / p99 / p99.9.
 
@@ -81,8 +82,10 @@ def bench_gateway(
     connections: int = typer.Option(32, help="Client connections (one user each)."),
     window: int = typer.Option(
         1,
-        help="Orders in flight per connection (throughput); a connection's orders to one "
-        "market are applied one after another, so more than 1 helps only across markets.",
+        "--window",
+        "--pipeline",
+        help="Orders in flight per connection (throughput). A connection's orders to one "
+        "market are applied in the order sent; the gateway sends those waiting as one batch.",
     ),
     rate: float = typer.Option(100.0, help="Total orders/s of the latency measurement."),
     scenarios: str = typer.Option("1x1,1x2,2x1,2x2", help="GATEWAYSxMARKETS, comma-separated."),
@@ -125,7 +128,10 @@ def bench_gateway(
     if json_out:
         typer.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
         return
-    typer.echo(f"nproc={doc['nproc']} durability={durability} local_engine={local_engine}")
+    typer.echo(
+        f"nproc={doc['nproc']} durability={durability} local_engine={local_engine} "
+        f"window={window} engine={doc['engine_build']}"
+    )
     typer.echo(
         f"{'scenario':<24} {'conns':>5} {'orders/s':>9} {'rate':>6} "
         f"{'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'errors':>6}  CPU us/order"

@@ -44,7 +44,8 @@ async def open_backends(
             if local_engine:
                 backends[market.name] = LocalBackend(market.name, market.tick_size, market.lot_size)
             else:
-                client = ShardClient(market, client_id=client_id)
+                # gather_writes: the lanes woken by one read of replies send in one write
+                client = ShardClient(market, client_id=client_id, gather_writes=True)
                 await stack.enter_async_context(client)
                 backends[market.name] = client
         yield backends

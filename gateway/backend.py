@@ -8,7 +8,7 @@ does :class:`LocalBackend`, an in-process engine for fast gateway tests and
 from __future__ import annotations
 
 import collections
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import trio
@@ -19,6 +19,7 @@ from shard.node.api import (
     CommandResult,
     LevelChange,
     NodeStatus,
+    ShardError,
     SubscriptionGone,
     Unavailable,
 )
@@ -39,6 +40,16 @@ class MarketBackend(Protocol):
 
     async def submit(self, command: dict[str, Any]) -> CommandResult:
         """Apply a command through the log; returns after commit and apply."""
+        ...
+
+    async def submit_ordered(
+        self,
+        commands: list[dict[str, Any]],
+        report: Callable[[int, CommandResult | ShardError], None],
+    ) -> None:
+        """Apply ``commands`` in this order, each at most once; ``report(i, outcome)`` each
+        outcome as soon as it is known, in order (a command reported as failed is never
+        applied after a later one of the batch)."""
         ...
 
     async def query(self, command: dict[str, Any]) -> CommandResult:
@@ -112,6 +123,21 @@ class LocalBackend:
         if self._failures:
             raise self._failures.popleft()
         return self._apply(command)
+
+    async def submit_ordered(
+        self,
+        commands: list[dict[str, Any]],
+        report: Callable[[int, CommandResult | ShardError], None],
+    ) -> None:
+        await trio.lowlevel.checkpoint()
+        for i, command in enumerate(commands):
+            if self._failures:
+                failure = self._failures.popleft()
+                if not isinstance(failure, ShardError):
+                    raise failure
+                report(i, failure)
+            else:
+                report(i, self._apply(command))
 
     async def query(self, command: dict[str, Any]) -> CommandResult:
         await trio.lowlevel.checkpoint()

@@ -27,6 +27,9 @@ from gateway.wire import Fills, RequestId, reply_error, reply_ok
 from shard.node.api import CommandResult, ShardError
 from shard.observability import StructuredLogger
 
+# Commands one lane sends as one ordered batch at most (ShardClient allows 225).
+MAX_BATCH = 64
+
 
 @attrs.define(eq=False)
 class Job:
@@ -48,18 +51,30 @@ class Job:
         """Run this job's part for ``market``; the last part to finish sends the reply."""
         command = self.commands[market.name]
         call = market.backend.submit if self.is_command else market.backend.query
+        result: CommandResult | None = None
         error: GatewayError | None = None
         with trio.move_on_after(timeout) as scope:
             try:
-                self.results[market.name] = await call(command)
+                result = await call(command)
             except Exception as exc:
-                if not isinstance(exc, ShardError):
-                    log.error("backend call failed", market=market.name, op=self.op, exc_info=exc)
-                error = from_backend(exc, is_command=self.is_command)
+                error = _backend_error(exc, market.name, self.op, self.is_command, log)
         if scope.cancelled_caught:
             error = timed_out(is_command=self.is_command)
+        self.settle(market.name, result, error, log)
+
+    def settle(
+        self,
+        market: str,
+        result: CommandResult | None,
+        error: GatewayError | None,
+        log: StructuredLogger,
+    ) -> None:
+        """Record the part for ``market`` (a result or an error); the last one replies."""
         if error is not None:
-            self.errors[market.name] = error
+            self.errors[market] = error
+        else:
+            assert result is not None
+            self.results[market] = result
         if len(self.results) + len(self.errors) == len(self.commands):
             self._finish(log)
 
@@ -120,9 +135,16 @@ class Lanes:
     """A connection's lanes, created on first use; their tasks live in ``nursery``."""
 
     def __init__(
-        self, nursery: trio.Nursery, capacity: int, timeout: float, log: StructuredLogger
+        self,
+        nursery: trio.Nursery,
+        capacity: int,
+        timeout: float,
+        log: StructuredLogger,
+        *,
+        batch: int = MAX_BATCH,
     ) -> None:
         self._nursery = nursery
+        self._batch = batch
         self._capacity = capacity
         self._timeout = timeout
         self._log = log
@@ -152,12 +174,86 @@ class Lanes:
 
     async def _run(self, market: Market, lane: _Lane) -> None:
         queue = lane.queue
+        most = self._batch
+        pipelined = False  # this lane has had requests waiting behind the one it took
         while True:
             while not queue:
                 lane.wake = trio.Event()
                 await lane.wake.wait()
             lane.wake = None
-            await queue.popleft().run_part(market, self._timeout, self._log)
+            if pipelined:
+                await _gather(queue, most)
+            job = queue.popleft()
+            pipelined = pipelined or bool(queue)
+            if job.is_command and queue and queue[0].is_command and most > 1:
+                batch = [job]
+                while queue and queue[0].is_command and len(batch) < most:
+                    batch.append(queue.popleft())
+                await run_batch(batch, market, self._timeout, self._log)
+            else:
+                await job.run_part(market, self._timeout, self._log)
+
+
+async def _gather(queue: deque[Job], most: int) -> None:
+    """Yield while requests already read from the socket keep joining ``queue``.
+
+    Only for a lane whose client keeps several requests in flight: its next
+    ones usually arrive together (one read), but reach the lane one per
+    scheduler pass or two, and taking the first alone would send it alone.
+    """
+    seen, still = len(queue), 0
+    while still < 2 and len(queue) < most:
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        still = still + 1 if len(queue) == seen else 0
+        seen = len(queue)
+
+
+async def run_batch(jobs: list[Job], market: Market, timeout: float, log: StructuredLogger) -> None:
+    """Run consecutive command jobs' parts for ``market`` as one ordered batch (group commit).
+
+    The backend applies them in this order and reports each outcome as soon as
+    it is known, so each job is answered (or its fan-out part recorded) as
+    early as it would be one at a time. Whatever is still unreported when the
+    time bound expires gets ``timeout`` (indeterminate), as a lone command would.
+    """
+    name = market.name
+    settled = 0
+    last_seq = 0
+
+    def report(i: int, outcome: CommandResult | ShardError) -> None:
+        nonlocal settled, last_seq
+        job = jobs[i]
+        if isinstance(outcome, CommandResult):
+            if outcome.seq <= last_seq:  # the backend broke its promise: say so loudly
+                log.error(
+                    "batch applied out of order", market=name, seq=outcome.seq, after=last_seq
+                )
+            last_seq = outcome.seq
+            job.settle(name, outcome, None, log)
+        else:
+            job.settle(name, None, from_backend(outcome, is_command=True), log)
+        settled = i + 1
+
+    with trio.move_on_after(timeout) as scope:
+        try:
+            await market.backend.submit_ordered([job.commands[name] for job in jobs], report)
+        except Exception as exc:
+            error = _backend_error(exc, name, "batch", True, log)
+            for job in jobs[settled:]:
+                job.settle(name, None, error, log)
+            settled = len(jobs)
+    if scope.cancelled_caught:
+        for job in jobs[settled:]:
+            job.settle(name, None, timed_out(is_command=True), log)
+    metrics.BATCHED.observe(len(jobs))
+
+
+def _backend_error(
+    exc: Exception, market: str, op: str, is_command: bool, log: StructuredLogger
+) -> GatewayError:
+    if not isinstance(exc, ShardError):
+        log.error("backend call failed", market=market, op=op, exc_info=exc)
+    return from_backend(exc, is_command=is_command)
 
 
 def fills_limit(body: Fills) -> int:

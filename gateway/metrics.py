@@ -18,3 +18,8 @@ STREAM_MESSAGES = Counter(
     "gateway_stream_messages_total", "Stream messages queued to clients.", ["channel"]
 )
 SLOW_CONSUMERS = Counter("gateway_slow_consumers_total", "Connections dropped as slow consumers.")
+BATCHED = Histogram(
+    "gateway_lane_batch_commands",
+    "Commands a lane sent to its market as one ordered batch (batches of 2 or more).",
+    buckets=(2, 4, 8, 16, 32, 64),
+)

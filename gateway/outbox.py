@@ -12,7 +12,7 @@ class Outbox:
 
     :meth:`push` never blocks, so neither the market-data fan-out nor request
     handling ever waits for a slow client. The push that finds the queue full
-    drops everything queued and marks the outbox overflowed: :meth:`get` then
+    drops everything queued and marks the outbox overflowed: :meth:`get_many` then
     returns None, the sender tells the client it was too slow and the
     connection is closed (PROTOCOL.md: a client may not grow our memory).
     """
@@ -40,11 +40,16 @@ class Outbox:
         self._ready.set()
         return True
 
-    async def get(self) -> str | None:
-        """The next frame to send, waiting for one; None once overflowed."""
-        while not self._queue and not self.overflowed:
+    async def get_many(self, most: int) -> list[str] | None:
+        """Every frame queued (at most ``most``), waiting for one; None once overflowed."""
+        queue = self._queue
+        while not queue and not self.overflowed:
             self._ready = trio.Event()
             await self._ready.wait()
         if self.overflowed:
             return None
-        return self._queue.popleft()
+        if len(queue) <= most:
+            frames = list(queue)
+            queue.clear()
+            return frames
+        return [queue.popleft() for _ in range(most)]

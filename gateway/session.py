@@ -25,6 +25,7 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from gateway import metrics
+from gateway.coalesce import send_messages, supported
 from gateway.context import GatewayContext
 from gateway.errors import GatewayError
 from gateway.lanes import Job, Lanes, fills_limit
@@ -61,6 +62,9 @@ SLOW_CONSUMER = encode({"channel": "system", "type": "slow_consumer"})
 CLOSE_SLOW = (1008, "slow consumer")
 CLOSE_IDLE = (1001, "idle timeout")
 CLOSE_REVOKED = (1008, "api key revoked")
+# Queued messages written to the socket at once at most (while being written they no longer
+# count towards the outbox limit, so a connection may hold this many beyond it).
+_SEND_BATCH = 256
 
 
 class Session:
@@ -134,15 +138,20 @@ class Session:
         self._end(*CLOSE_SLOW)
 
     async def _send_loop(self) -> None:
+        ws = self.ws
+        coalesce = supported(ws)
         while True:
-            message = await self.outbox.get()
-            if message is None:  # overflowed: tell the client why, then close
+            messages = await self.outbox.get_many(_SEND_BATCH if coalesce else 1)
+            if messages is None:  # overflowed: tell the client why, then close
                 with contextlib.suppress(ConnectionClosed):  # it is gone either way
-                    await self.ws.send_message(SLOW_CONSUMER)
+                    await ws.send_message(SLOW_CONSUMER)
                 self._end(*CLOSE_SLOW)
                 return
             try:
-                await self.ws.send_message(message)
+                if len(messages) == 1:
+                    await ws.send_message(messages[0])
+                else:
+                    await send_messages(ws, messages)
             except ConnectionClosed:
                 self._end(1000, "closed")
                 return

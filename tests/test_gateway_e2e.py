@@ -23,6 +23,7 @@ from config.schema import ClusterConfig
 from gateway.auth import KeyStore
 from gateway.client import ClientError, GatewayClient, open_client
 from shard.node.client import ShardClient
+from tests.gateway_harness import call, raw, recv, send
 
 pytestmark = pytest.mark.processes
 
@@ -174,3 +175,54 @@ async def test_kill_9_of_the_leader_loses_no_acknowledged_order(cluster: Cluster
     assert seen  # the leader change was visible: errors, then success
     new_leader = await cluster.leader("BTC-USD")
     assert new_leader != leader
+
+
+async def test_pipelined_orders_through_a_leader_kill_keep_order_and_apply_once(
+    cluster: Cluster,
+) -> None:
+    """Bursts of orders in flight on one connection (so its lane sends them as batches)."""
+    rounds, burst = 8, 25
+    replies: dict[int, dict[str, Any]] = {}
+    async with raw(cluster.url) as ws:
+        await call(ws, {"op": "auth", "id": 0, "api_key": cluster.keys["alice"]})
+        for r in range(rounds):
+            ids = range(r * burst + 1, (r + 1) * burst + 1)
+            for i in ids:
+                order = {"market": "BTC-USD", "side": "buy", "qty": "1", "order_type": "limit"}
+                order.update(price=f"{10 + i * 0.01:.2f}", client_order_id=f"p{i}")
+                await send(ws, {"op": "new_order", "id": i, **order})
+            if r == 2:
+                leader = await cluster.leader("BTC-USD")
+                await cluster.group.kill(leader)
+            for _ in ids:
+                while "channel" in (reply := await recv(ws, timeout=30)):
+                    pass
+                replies[reply["id"]] = reply
+            if not all(replies[i]["ok"] for i in ids):
+                await trio.sleep(0.5)  # let the group elect a leader before the next burst
+    async with open_client(cluster.url, api_key=cluster.keys["alice"]) as alice:
+        with trio.fail_after(30):
+            while True:
+                try:
+                    orders = await alice.orders("BTC-USD")
+                    break
+                except ClientError as exc:
+                    assert exc.retryable, exc
+                    await trio.sleep(0.1)
+    assert sorted(replies) == list(range(1, rounds * burst + 1))  # one reply per request
+    live = {o["client_order_id"]: o["order_id"] for o in orders}
+    assert len(live) == len(orders)  # no order twice
+    acked = {}
+    for i, reply in replies.items():
+        if reply["ok"]:
+            event = reply["result"]["events"][0]
+            assert event["type"] == "accepted", event  # a retry applied twice would be refused
+            acked[f"p{i}"] = event["order_id"]
+        else:
+            assert reply["error"]["code"] in {"timeout", "unavailable"}, reply
+    assert {c: live.get(c) for c in acked} == acked  # nothing acknowledged was lost
+    applied = sorted(live, key=lambda coid: int(coid[1:]))
+    order_ids = [live[c] for c in applied]
+    assert order_ids == sorted(order_ids)  # applied in the order sent, across the kill
+    assert any(not r["ok"] for r in replies.values())  # the leader change was visible
+    assert all(replies[i]["ok"] for i in range((rounds - 1) * burst + 1, rounds * burst + 1))

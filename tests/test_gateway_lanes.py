@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -11,7 +12,7 @@ import trio.testing
 from gateway.errors import GatewayError
 from gateway.lanes import Job, Lanes
 from gateway.routing import Market
-from shard.node.api import CommandResult
+from shard.node.api import CommandResult, ShardError
 from shard.observability import get_logger
 
 
@@ -26,6 +27,16 @@ class _GatedBackend:
         self.seen.append(command["n"])
         await self.gate.wait()
         return CommandResult(command["n"], [{"n": command["n"]}])
+
+    async def submit_ordered(
+        self,
+        commands: list[dict[str, Any]],
+        report: Callable[[int, CommandResult | ShardError], None],
+    ) -> None:
+        self.seen.extend(c["n"] for c in commands)
+        await self.gate.wait()
+        for i, c in enumerate(commands):
+            report(i, CommandResult(c["n"], [{"n": c["n"]}]))
 
 
 def _market(name: str, backend: _GatedBackend) -> Market:

@@ -19,6 +19,7 @@ import heapq
 import itertools
 import os
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Self
 
 import orjson
@@ -79,9 +80,10 @@ class _Slot:
 class ReplicaConnection:
     """One multiplexed connection to one replica (see the module docstring)."""
 
-    def __init__(self, name: str, address: str) -> None:
+    def __init__(self, name: str, address: str, *, gather_writes: bool = False) -> None:
         self.name = name
         self.address = address
+        self._gather_writes = gather_writes  # see ShardClient
         self._stream: trio.SocketStream | None = None
         self._connect_lock = trio.Lock()
         self._decoder = FrameDecoder()
@@ -134,13 +136,32 @@ class ReplicaConnection:
         (or to take its turn reading), instead of one task and one wake-up per
         request.
         """
+        slots: list[_Slot] = []
+        await self._exchange_many(messages, slots)
+        return [slot.reply for slot in slots]  # type: ignore[misc]
+
+    async def request_many_partial(
+        self, messages: list[protocol.Message]
+    ) -> list[protocol.Message | None]:
+        """Like :meth:`request_many`, but if the connection breaks after sending, the
+        replies that came (``None`` for the others). :class:`ConnectFailed`: nothing sent."""
+        slots: list[_Slot] = []
+        try:
+            await self._exchange_many(messages, slots)
+        except ConnectionLost:
+            if not slots:
+                raise
+        return [slot.reply for slot in slots]
+
+    async def _exchange_many(self, messages: list[protocol.Message], slots: list[_Slot]) -> None:
+        """Send ``messages`` in one write and wait for their replies into ``slots``."""
         if not messages:
-            return []
+            return
         stream = await self._connect()
         rids = self._rids
         waiting = self._waiting
         owner = _Slot(pending=len(messages))
-        slots = [owner]
+        slots.append(owner)
         slots.extend(_Slot(owner) for _ in range(len(messages) - 1))
         keys: list[int] = []
         try:
@@ -154,7 +175,6 @@ class ReplicaConnection:
             if not self._writing:
                 await self._flush(stream)
             await self._wait_for(stream, owner)
-            return [slot.reply for slot in slots]  # type: ignore[misc]
         finally:
             for slot in slots:
                 slot.gone = True
@@ -164,6 +184,8 @@ class ReplicaConnection:
     async def _flush(self, stream: trio.SocketStream) -> None:
         self._writing = True
         try:
+            if self._gather_writes:
+                await trio.lowlevel.cancel_shielded_checkpoint()
             while self._outbox:
                 data = b"".join(self._outbox)
                 self._outbox.clear()
@@ -252,18 +274,49 @@ def encode_command(command: Any) -> bytes:
     return command if isinstance(command, bytes) else orjson.dumps(command)
 
 
+# A reply or None (none came); the first-attempt codes retried when no later command was applied.
+_Answer = protocol.Message | None
+_RETRIED_CODES = frozenset({protocol.NOT_LEADER, protocol.UNAVAILABLE, protocol.TIMEOUT})
+
+
+def _error_of(reply: protocol.Message) -> ShardError:
+    """The :mod:`shard.node.api` exception an error reply stands for."""
+    try:
+        protocol.raise_for_error(reply)
+    except ShardError as exc:
+        return exc
+    raise AssertionError(f"not an error reply: {reply!r}")
+
+
+def _refused_before(answer: _Answer) -> ShardError:
+    """The outcome of a command refused while a later one from the same write was applied."""
+    if answer is None:  # replies come in order, so impossible; never guess "not applied"
+        return CommandTimeout("no answer, yet a later command was applied", indeterminate=True)
+    if answer.get("code") in (protocol.NOT_LEADER, protocol.UNAVAILABLE):
+        return Unavailable(f"refused (not applied): {answer.get('message')}")
+    return _error_of(answer)
+
+
 class ShardClient:
     """Client of one replica group; see :mod:`shard.node.api` for the contract.
 
     ``retry_for`` bounds how long one call keeps retrying through leader
     changes and unreachable replicas before it gives up with
-    :class:`Unavailable` or :class:`CommandTimeout`.
+    :class:`Unavailable` or :class:`CommandTimeout`. With ``gather_writes`` a
+    request yields once before writing, so concurrent callers woken together
+    (a gateway's lanes) share one write.
     """
 
     def __init__(
-        self, market: MarketConfig, client_id: str | None = None, *, retry_for: float = 5.0
+        self,
+        market: MarketConfig,
+        client_id: str | None = None,
+        *,
+        retry_for: float = 5.0,
+        gather_writes: bool = False,
     ) -> None:
         self.market = market
+        self.gather_writes = gather_writes
         self.client_id = client_id or f"client-{os.urandom(4).hex()}"
         self.retry_for = retry_for
         self.addresses = {r.name: r.client for r in market.replicas}
@@ -289,7 +342,9 @@ class ShardClient:
     def connection(self, name: str) -> ReplicaConnection:
         connection = self._connections.get(name)
         if connection is None or not connection.usable:
-            connection = ReplicaConnection(name, self.addresses[name])
+            connection = ReplicaConnection(
+                name, self.addresses[name], gather_writes=self.gather_writes
+            )
             self._connections[name] = connection
         return connection
 
@@ -386,6 +441,65 @@ class ShardClient:
         for message, got in zip(messages, answered, strict=True):
             replies.append(got if got is not None else await self._to_leader(message))
         return replies
+
+    async def submit_ordered(
+        self,
+        commands: list[Any],
+        report: Callable[[int, CommandResult | ShardError], None],
+    ) -> None:
+        """Apply ``commands`` exactly once each, in this order; ``report(i, outcome)`` each
+        as soon as it is known, in order (for the gateway's lanes).
+
+        One write, but separate proposals: a command refused while a later one
+        of the batch was applied was never appended, and retrying it would apply
+        it after its successor, so it is reported :class:`Unavailable` instead.
+        Commands left unanswered (leader change, lost connection) are retried
+        one by one, in order, with their idempotency keys, as :meth:`submit` does.
+        """
+        if len(commands) > _MAX_BATCH:
+            raise ValueError(f"at most {_MAX_BATCH} commands per submit_ordered")
+        reqs = [await self._allocate() for _ in commands]
+        try:
+            ack, client = self._ack_below(), self.client_id
+            messages = [
+                {"t": "submit", "client": client, "req": req, "ack": ack, "cmd": encode_command(c)}
+                for req, c in zip(reqs, commands, strict=True)
+            ]
+            answers = await self._first_attempt(messages)
+            ok = [a is not None and a.get("t") != "error" for a in answers]
+            last_ok = max((i for i, good in enumerate(ok) if good), default=-1)
+            for i, (message, answer) in enumerate(zip(messages, answers, strict=True)):
+                if answer is not None and ok[i]:
+                    report(i, CommandResult(answer["seq"], answer["events"]))
+                elif i < last_ok:
+                    report(i, _refused_before(answer))
+                elif answer is not None and answer.get("code") not in _RETRIED_CODES:
+                    report(i, _error_of(answer))
+                else:
+                    try:
+                        reply = await self._to_leader(message)
+                    except ShardError as exc:
+                        report(i, exc)
+                    else:
+                        report(i, CommandResult(reply["seq"], reply["events"]))
+        finally:
+            for req in reqs:
+                self._finish(req)
+
+    async def _first_attempt(self, messages: list[protocol.Message]) -> list[_Answer]:
+        """The presumed leader's answers to ``messages`` sent in one write (``None``: none came)."""
+        target = self.leader if self.leader is not None else next(self._rotation)
+        connection = self.connection(target)
+        try:
+            answers = await connection.request_many_partial([dict(m) for m in messages])
+        except ConnectFailed:
+            self._forget_leader(target)
+            return [None] * len(messages)
+        if any(a is None for a in answers):
+            self._forget_leader(target)
+        elif any(a.get("t") != "error" for a in answers if a is not None):
+            self.leader = target
+        return answers
 
     async def query(self, command: Any) -> CommandResult:
         """A linearizable query (ReadIndex) answered by the leader."""
