@@ -65,6 +65,11 @@ class FakeReplica:
         elif req == 1 and self.held is not None:
             self.held.append(reply)
 
+    def submit_batch(self, items: list[tuple[str, int, int, bytes, Reply]]) -> None:
+        # one by one through ``submit`` (which tests may script to refuse some)
+        for client, req, ack, cmd, reply in items:
+            self.submit(client, req, ack, cmd, reply)
+
     def query(self, cmd: bytes, reply: Reply) -> None:
         if not self._not_leader(reply):
             reply(protocol.result(len(self.group.items), [{"type": "q"}]))

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import orjson
 import pytest
 import trio
 
@@ -265,4 +266,32 @@ async def test_full_disk_stops_acknowledgements(tmp_path: Path) -> None:
                 await alone.submit(order(2))
             await alone.aclose()
             assert leader.rsm.seq <= 3  # it acknowledged nothing after the failure
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_batch_of_submits_is_queued_or_refused_as_a_whole(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        group = await start_group(tmp_path, nursery, ReplicaOptions(max_queued_commands=4))
+        leader = next(n for n, r in group.replicas.items() if r is group.leader())
+
+        def submits(first: int, count: int) -> list[dict[str, Any]]:
+            rows = range(first, first + count)
+            return [
+                {"t": "submit", "client": "raw", "req": i, "ack": 1, "cmd": orjson.dumps(order(i))}
+                for i in rows
+            ]
+
+        async with ShardClient(group.market, "t") as client:
+            connection = client.connection(leader)
+            # more than the queue holds: every one refused, none applied (not a prefix)
+            refused = await connection.request_many_partial(submits(1, 6), True)
+            assert [r and r["code"] for r in refused] == ["unavailable"] * 6
+            applied = await connection.request_many_partial(submits(7, 3), True)
+            assert [r and r["seq"] for r in applied] == [2, 3, 4]  # in order, after bootstrap
+            # a malformed item spoils the whole batch
+            bad = submits(10, 2)
+            bad[1]["req"] = "eleven"
+            answers = await connection.request_many_partial(bad, True)
+            assert [a and a["code"] for a in answers] == ["bad_request"] * 2
+            assert group.replicas[leader].rsm.seq == 4
         nursery.cancel_scope.cancel()

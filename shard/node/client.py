@@ -131,29 +131,28 @@ class ReplicaConnection:
 
     async def request_many(self, messages: list[protocol.Message]) -> list[protocol.Message]:
         """Send ``messages`` (their ``rid`` set here) in one write; their replies, in order.
-
-        One task waits for the whole batch, woken once when its last reply is in
-        (or to take its turn reading), instead of one task and one wake-up per
-        request.
-        """
+        One task waits for all of them (one wake-up, not one task per request)."""
         slots: list[_Slot] = []
         await self._exchange_many(messages, slots)
         return [slot.reply for slot in slots]  # type: ignore[misc]
 
     async def request_many_partial(
-        self, messages: list[protocol.Message]
+        self, messages: list[protocol.Message], batch: bool = False
     ) -> list[protocol.Message | None]:
         """Like :meth:`request_many`, but if the connection breaks after sending, the
-        replies that came (``None`` for the others). :class:`ConnectFailed`: nothing sent."""
+        replies that came (``None`` for the others). :class:`ConnectFailed`: nothing sent.
+        ``batch``: submits sent as one ``batch`` frame, accepted or refused together."""
         slots: list[_Slot] = []
         try:
-            await self._exchange_many(messages, slots)
+            await self._exchange_many(messages, slots, batch)
         except ConnectionLost:
             if not slots:
                 raise
         return [slot.reply for slot in slots]
 
-    async def _exchange_many(self, messages: list[protocol.Message], slots: list[_Slot]) -> None:
+    async def _exchange_many(
+        self, messages: list[protocol.Message], slots: list[_Slot], batch: bool = False
+    ) -> None:
         """Send ``messages`` in one write and wait for their replies into ``slots``."""
         if not messages:
             return
@@ -171,7 +170,8 @@ class ReplicaConnection:
                 waiting[rid] = slot
                 keys.append(rid)
             self._unanswered.extend(slots)
-            self._outbox.append(encode_frames(messages))
+            batched = [{"t": "batch", "items": messages}] if batch else messages
+            self._outbox.append(encode_frames(batched))
             if not self._writing:
                 await self._flush(stream)
             await self._wait_for(stream, owner)
@@ -450,11 +450,11 @@ class ShardClient:
         """Apply ``commands`` exactly once each, in this order; ``report(i, outcome)`` each
         as soon as it is known, in order (for the gateway's lanes).
 
-        One write, but separate proposals: a command refused while a later one
-        of the batch was applied was never appended, and retrying it would apply
-        it after its successor, so it is reported :class:`Unavailable` instead.
-        Commands left unanswered (leader change, lost connection) are retried
-        one by one, in order, with their idempotency keys, as :meth:`submit` does.
+        One ``batch`` frame, which the leader queues or refuses as a whole. Should a
+        command still be refused while a later one was applied, retrying it would
+        apply it after its successor, so it is reported :class:`Unavailable`.
+        Unanswered commands (leader change, lost connection) are retried one by
+        one, in order, with their idempotency keys, as :meth:`submit` does.
         """
         if len(commands) > _MAX_BATCH:
             raise ValueError(f"at most {_MAX_BATCH} commands per submit_ordered")
@@ -491,7 +491,7 @@ class ShardClient:
         target = self.leader if self.leader is not None else next(self._rotation)
         connection = self.connection(target)
         try:
-            answers = await connection.request_many_partial([dict(m) for m in messages])
+            answers = await connection.request_many_partial([dict(m) for m in messages], True)
         except ConnectFailed:
             self._forget_leader(target)
             return [None] * len(messages)

@@ -40,6 +40,10 @@ class ReplicaService(Protocol):
 
     def submit(self, client: str, req: int, ack: int, cmd: bytes, reply: Reply) -> None: ...
 
+    def submit_batch(self, items: list[tuple[str, int, int, bytes, Reply]]) -> None:
+        """Submits accepted all together, in order, or all refused with one error."""
+        ...
+
     def query(self, cmd: bytes, reply: Reply) -> None: ...
 
     def subscribe(self, from_seq: int, subscriber: Subscriber, reply: Reply) -> None:
@@ -168,6 +172,9 @@ class ClientServer:
                     return
 
     def _dispatch(self, conn: ClientConnection, message: Any) -> None:
+        if type(message) is dict and message.get("t") == "batch":
+            self._dispatch_batch(conn, message.get("items"))
+            return
         if type(message) is dict and message.get("t") == "submit":
             # Fast path for a well-formed submit: the same field checks as
             # protocol.check_request (exact types, so no bools), without its calls.
@@ -196,6 +203,35 @@ class ClientServer:
         else:
             assert conn.nursery is not None
             conn.nursery.start_soon(self._admin, conn, message, rid)
+
+    def _dispatch_batch(self, conn: ClientConnection, items: Any) -> None:
+        """``{"t": "batch", "items": [submit, ...]}``: one client's ordered submits, atomically.
+
+        Each item is a complete submit request with its own ``rid`` and gets its
+        own reply. They are accepted or refused together, so a refusal can never
+        be followed by an applied successor from the same batch.
+        """
+        batch: list[tuple[str, int, int, bytes, Reply]] = []
+        valid = type(items) is list and len(items) > 0
+        for item in items if valid else ():
+            try:
+                kind, rid = protocol.check_request(item)
+            except protocol.RequestError:
+                kind = ""
+            if kind != "submit":
+                valid = False
+                break
+            batch.append((item["client"], item["req"], item["ack"], item["cmd"], conn.replier(rid)))
+        if valid:
+            self.service.submit_batch(batch)
+            return
+        # malformed: apply none, refuse every item that can be answered
+        error = protocol.error(
+            protocol.BAD_REQUEST, "a batch is a non-empty list of well-formed submit requests"
+        )
+        rids = [i.get("rid") for i in items if isinstance(i, dict)] if type(items) is list else []
+        for rid in rids or [None]:
+            conn.replier(rid)(dict(error))
 
     async def _admin(self, conn: ClientConnection, message: protocol.Message, rid: Any) -> None:
         try:

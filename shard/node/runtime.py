@@ -78,6 +78,7 @@ _SLOW_SYNC_S = 0.1  # an fsync this slow delays heartbeats: worth a warning
 # through); beyond this they are dropped, as a full send queue drops (Raft resends).
 # Raft's own flow control keeps the inbox far smaller unless a peer misbehaves.
 _MAX_INBOX = 4096
+_OVERLOADED = "leader overloaded: too many queued submits"
 
 
 class Replica:
@@ -466,27 +467,29 @@ class Replica:
     # -- ReplicaService (the client server calls these) ----------------------
 
     def submit(self, client: str, req: int, ack: int, cmd: bytes, reply: Reply) -> None:
-        refusal = self._refusal()
-        if refusal is not None:
-            reply(refusal)
-            return
+        self.submit_batch([(client, req, ack, cmd, reply)])
+
+    def submit_batch(self, items: list[tuple[str, int, int, bytes, Reply]]) -> None:
+        """One client's ordered submits, queued together or refused together: were the
+        first refused (queue full) and the second accepted after a drain, a retry of the
+        first would apply it after the second. Queued rows are proposed in order, and a
+        drain that fails one entry fails every later one."""
         raft = self.raft
-        assert raft is not None
-        if raft.role is not Role.LEADER:
-            reply(self.not_leader_error())
+        error = self._refusal()
+        if error is None:
+            assert raft is not None
+            if raft.role is not Role.LEADER:
+                error = self.not_leader_error()
+            elif len(self._proposals) + len(items) > self.options.max_queued_commands:
+                error = protocol.error(protocol.UNAVAILABLE, _OVERLOADED)
+        if error is not None:
+            for *_, reply in items:
+                reply(dict(error))
             return
-        if len(self._proposals) >= self.options.max_queued_commands:
-            reply(
-                protocol.error(protocol.UNAVAILABLE, "leader overloaded: too many queued submits")
-            )
-            return
-        key = (client, req)
-        replies = self._waiting.get(key)
-        if replies is None:
-            self._waiting[key] = [reply]
-        else:
-            replies.append(reply)
-        self._proposals.append([client, req, ack, cmd])
+        waiting, proposals = self._waiting, self._proposals
+        for client, req, ack, cmd, reply in items:
+            waiting.setdefault((client, req), []).append(reply)
+            proposals.append([client, req, ack, cmd])
         self._wake.set()
 
     def subscribe(self, from_seq: int, subscriber: Subscriber, reply: Reply) -> None:
