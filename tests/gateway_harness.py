@@ -91,7 +91,7 @@ async def settle(harness: Harness) -> None:
 async def until_barrier(ws: WebSocketConnection) -> list[dict[str, Any]]:
     """Every message that arrives before the reply to a ping sent now (queued ahead of it)."""
     await send(ws, {"op": "ping", "id": "barrier"})
-    got = []
+    got: list[dict[str, Any]] = []
     while True:
         message = await recv(ws)
         if message.get("id") == "barrier":
