@@ -22,26 +22,27 @@ async def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
             await trio.sleep(0.005)
 
 
-async def collect(transport: PeerTransport, into: list[tuple[str, Any]]) -> None:
-    async for item in transport.received:
-        into.append(item)
+class Inbox(list[tuple[str, Any]]):
+    """A transport's ``deliver`` callback that keeps every ``(src, payload)`` it gets."""
+
+    def __call__(self, src: str, payload: Any) -> None:
+        self.append((src, payload))
 
 
-def pair(cluster_b: str = "c1") -> tuple[PeerTransport, PeerTransport]:
+def pair(cluster_b: str = "c1") -> tuple[PeerTransport, PeerTransport, Inbox, Inbox]:
+    """Transports "a" and "b" of each other's peer set, and what each receives."""
     addr_a, addr_b = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     peers = {"a": addr_a, "b": addr_b}
-    return PeerTransport("c1", "a", addr_a, peers), PeerTransport(cluster_b, "b", addr_b, peers)
+    got_a, got_b = Inbox(), Inbox()
+    a = PeerTransport("c1", "a", addr_a, peers, deliver=got_a)
+    return a, PeerTransport(cluster_b, "b", addr_b, peers, deliver=got_b), got_a, got_b
 
 
 async def test_messages_flow_both_ways_in_order() -> None:
-    a, b = pair()
-    got_a: list[tuple[str, Any]] = []
-    got_b: list[tuple[str, Any]] = []
+    a, b, got_a, got_b = pair()
     async with trio.open_nursery() as nursery:
         await nursery.start(a.serve)
         await nursery.start(b.serve)
-        nursery.start_soon(collect, a, got_a)
-        nursery.start_soon(collect, b, got_b)
         await wait_for(lambda: a.connected("b") and b.connected("a"))
         for i in range(1000):
             assert a.send("b", {"n": i, "blob": b"x" * 10})
@@ -55,12 +56,10 @@ async def test_messages_flow_both_ways_in_order() -> None:
 
 
 async def test_other_cluster_is_refused() -> None:
-    a, b = pair(cluster_b="c2")
-    got_a: list[tuple[str, Any]] = []
+    a, b, got_a, _ = pair(cluster_b="c2")
     async with trio.open_nursery() as nursery:
         await nursery.start(a.serve)
         await nursery.start(b.serve)
-        nursery.start_soon(collect, a, got_a)
         await wait_for(lambda: "cluster id" in (b.statistics()["a"].last_error or ""))
         assert not b.connected("a")
         b.send("a", "hello?")
@@ -69,13 +68,12 @@ async def test_other_cluster_is_refused() -> None:
 
 
 async def test_second_process_with_same_name_is_refused() -> None:
-    a, b = pair()
-    impostor = PeerTransport("c1", "b", f"127.0.0.1:{free_port()}", {"a": a.listen})
-    got_a: list[tuple[str, Any]] = []
+    a, b, got_a, _ = pair()
+    impostor_at = f"127.0.0.1:{free_port()}"
+    impostor = PeerTransport("c1", "b", impostor_at, {"a": a.listen}, deliver=Inbox())
     async with trio.open_nursery() as nursery:
         await nursery.start(a.serve)
         await nursery.start(b.serve)
-        nursery.start_soon(collect, a, got_a)
         await wait_for(lambda: b.connected("a"))
         await nursery.start(impostor.serve)
         await wait_for(lambda: "already connected" in (impostor.statistics()["a"].last_error or ""))
@@ -86,11 +84,9 @@ async def test_second_process_with_same_name_is_refused() -> None:
 
 
 async def test_malformed_frame_closes_only_that_connection() -> None:
-    a, b = pair()
-    got_a: list[tuple[str, Any]] = []
+    a, b, got_a, _ = pair()
     async with trio.open_nursery() as nursery:
         await nursery.start(a.serve)
-        nursery.start_soon(collect, a, got_a)
         rogue = await trio.open_tcp_stream("127.0.0.1", a.port)
         await rogue.send_all(b"\xff\xff\xff\xff")  # a 4 GiB frame header
         decoder = FrameDecoder()
@@ -112,11 +108,9 @@ async def _round_trip(b: PeerTransport, got_a: list[tuple[str, Any]]) -> bool:
 
 
 async def test_garbage_after_handshake_closes_that_link_and_peer_redials() -> None:
-    a, _ = pair()
-    got_a: list[tuple[str, Any]] = []
+    a, _, got_a, _ = pair()
     async with trio.open_nursery() as nursery:
         await nursery.start(a.serve)
-        nursery.start_soon(collect, a, got_a)
         rogue = await trio.open_tcp_stream("127.0.0.1", a.port)
         await rogue.send_all(encode_frame({"t": "hello", "cluster": "c1", "name": "b", "to": "a"}))
         await rogue.send_all(encode_frame("ok") + b"\x00\x00\x00\x01\xc1")
@@ -130,7 +124,9 @@ async def test_garbage_after_handshake_closes_that_link_and_peer_redials() -> No
 
 async def test_queue_to_unreachable_peer_drops_when_full() -> None:
     addr_a = f"127.0.0.1:{free_port()}"
-    a = PeerTransport("c1", "a", addr_a, {"b": f"127.0.0.1:{free_port()}"}, queue_size=8)
+    a = PeerTransport(
+        "c1", "a", addr_a, {"b": f"127.0.0.1:{free_port()}"}, deliver=Inbox(), queue_size=8
+    )
     async with trio.open_nursery() as nursery:
         await nursery.start(a.serve)
         results = [a.send("b", i) for i in range(20)]
@@ -142,20 +138,17 @@ async def test_queue_to_unreachable_peer_drops_when_full() -> None:
 
 
 async def test_link_comes_back_after_peer_restart() -> None:
-    a, b = pair()
-    got_b: list[tuple[str, Any]] = []
+    a, b, _, _ = pair()
     async with trio.open_nursery() as nursery:
         await nursery.start(a.serve)
         async with trio.open_nursery() as b_nursery:
             await b_nursery.start(b.serve)
-            b_nursery.start_soon(collect, b, got_b)
             await wait_for(lambda: a.connected("b"))
             b_nursery.cancel_scope.cancel()
         await wait_for(lambda: not a.connected("b"))
-        b2 = PeerTransport("c1", "b", b.listen, {"a": a.listen, "b": b.listen})
-        got_b2: list[tuple[str, Any]] = []
+        got_b2 = Inbox()
+        b2 = PeerTransport("c1", "b", b.listen, {"a": a.listen, "b": b.listen}, deliver=got_b2)
         await nursery.start(b2.serve)
-        nursery.start_soon(collect, b2, got_b2)
         await wait_for(lambda: a.connected("b"))
         a.send("b", "again")
         await wait_for(lambda: got_b2 == [("a", "again")])
@@ -163,7 +156,7 @@ async def test_link_comes_back_after_peer_restart() -> None:
 
 
 async def test_set_peers_adds_and_removes_links() -> None:
-    a, b = pair()
+    a, b, _, _ = pair()
     a.set_peers({})
     async with trio.open_nursery() as nursery:
         await nursery.start(a.serve)

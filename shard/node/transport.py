@@ -13,16 +13,15 @@ another cluster id, a dialer that claims our own name or a name not in our
 peer set, or a second live connection claiming a name already connected, is
 refused: two processes started with the same name must not both vote.
 
-    transport = PeerTransport(cluster_id, "a", "127.0.0.1:7001", {"b": "127.0.0.1:7002"})
+    transport = PeerTransport(cluster_id, "a", "127.0.0.1:7001", {"b": "127.0.0.1:7002"},
+                              deliver=on_message)   # on_message(src, payload), must not block
     async with trio.open_nursery() as nursery:
         await nursery.start(transport.serve)
         transport.send("b", payload)            # any msgpack-able value but None
-        async for src, payload in transport.received: ...
 
-A ``deliver(src, payload)`` callback given to the constructor receives the
-messages instead of the ``received`` channel: called from the connection's
-reader, it costs no channel hand-off and no task switch per message (the
-replica runtime only appends to its inbox there).
+``deliver`` is called from the connection's reader, in arrival order: no
+channel hand-off and no task switch per message (the replica runtime only
+stamps the message and appends it to its inbox there).
 """
 
 from __future__ import annotations
@@ -91,9 +90,8 @@ class PeerTransport:
         listen: str,
         peers: dict[str, str],
         *,
+        deliver: Callable[[str, Any], None],
         queue_size: int = 4096,
-        receive_size: int = 4096,
-        deliver: Callable[[str, Any], None] | None = None,
     ) -> None:
         self.cluster_id = cluster_id
         self.name = name
@@ -103,7 +101,6 @@ class PeerTransport:
         self._wanted = {k: v for k, v in peers.items() if k != name}
         self._inbound: dict[str, _Inbound] = {}
         self._nursery: trio.Nursery | None = None
-        self._send_received, self.received = trio.open_memory_channel[tuple[str, Any]](receive_size)
         self._deliver = deliver
         self.port: int = 0
         self._log = get_logger("shard.node.transport", node=name)
@@ -191,12 +188,8 @@ class PeerTransport:
             while True:
                 # Frames that came with the hello are already buffered: deliver first.
                 for payload in decoder.messages():
-                    if payload is _PING:
-                        continue
-                    if deliver is not None:
+                    if payload is not _PING:
                         deliver(name, payload)
-                    else:
-                        await self._send_received.send((name, payload))
                 data = await stream.receive_some(_READ_SIZE)
                 if not data:
                     return
