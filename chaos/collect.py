@@ -24,10 +24,11 @@ import trio
 from chaos.checker import CommittedEntry, CommittedLog
 from chaos.supervisor import ChaosCluster
 from config.schema import MarketConfig
+from shard.engineapp import EngineApplication
 from shard.node.api import NodeStatus, ShardError
 from shard.node.subscription import Subscription
 from shard.observability import get_logger
-from shard.statemachine import EngineApplication, ReplicatedStateMachine
+from shard.statemachine import ReplicatedStateMachine
 from shard.storage import open_storage
 
 log = get_logger("chaos.collect")

@@ -19,9 +19,7 @@ from typing import Any, Protocol
 
 import attrs
 import msgpack
-import orjson
 
-from clob.engine import Engine
 from shard.proposals import decode_rows
 from shard.records import Entry, EntryKind
 from shard.sessions import SessionTable, Verdict
@@ -152,36 +150,3 @@ class RegisterApplication:
 
     def restore(self, data: bytes) -> None:
         self.items = [bytes(x) for x in msgpack.unpackb(data, raw=False)]
-
-
-class EngineApplication:
-    """Adapter from the matching engine (``clob.engine.Engine``) to :class:`Application`.
-
-    Commands are JSON; the result of a command is ``[events, level_changes]``
-    with events as JSON-ready dicts and level changes as 4-element lists
-    (lists rather than tuples, so a result restored from a snapshot compares
-    equal to a fresh one).
-    """
-
-    def __init__(self) -> None:
-        self.engine = Engine()
-
-    def apply(self, seq: int, command: bytes) -> Any:
-        try:
-            decoded: Any = orjson.loads(command)
-        except orjson.JSONDecodeError:
-            decoded = None  # the engine rejects a non-object command with an event
-        engine = self.engine
-        events = engine.execute(decoded, seq)
-        rows = list(map(engine.encode, events))
-        levels = list(map(list, engine.take_level_changes()))
-        return [rows, levels]
-
-    def snapshot(self) -> bytes:
-        return self.engine.snapshot()
-
-    def restore(self, data: bytes) -> None:
-        self.engine = Engine.restore(data)
-
-    def digest(self) -> bytes:
-        return self.engine.digest()

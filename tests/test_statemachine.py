@@ -5,14 +5,11 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from shard.engineapp import EngineApplication
 from shard.proposals import BadBatch, Proposal, decode_batch, encode_batch
 from shard.records import Entry, EntryKind
 from shard.sessions import Verdict
-from shard.statemachine import (
-    EngineApplication,
-    RegisterApplication,
-    ReplicatedStateMachine,
-)
+from shard.statemachine import RegisterApplication, ReplicatedStateMachine
 
 
 def normal(index: int, *props: Proposal, term: int = 1) -> Entry:

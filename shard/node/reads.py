@@ -15,10 +15,11 @@ from typing import Any
 
 import orjson
 
+from shard.engineapp import EngineApplication
 from shard.node import protocol
 from shard.node.clientserver import Reply
 from shard.raft import NotLeader, Raft
-from shard.statemachine import EngineApplication, ReplicatedStateMachine
+from shard.statemachine import ReplicatedStateMachine
 
 QUERY_TYPES = frozenset({"orders", "fills", "book"})
 

@@ -34,6 +34,7 @@ from typing import Any
 import trio
 
 from config.schema import ClusterConfig, MarketConfig, ReplicaConfig
+from shard.engineapp import EngineApplication
 from shard.node import protocol
 from shard.node.admin import follower_lag, replica_status, run_admin
 from shard.node.applied import AppliedRing
@@ -65,7 +66,7 @@ from shard.raft.messages import (
 )
 from shard.raft.ready import Snapshot as RaftSnapshot
 from shard.sessions import Verdict
-from shard.statemachine import EngineApplication, ReplicatedStateMachine
+from shard.statemachine import ReplicatedStateMachine
 from shard.storage import Recovered, Storage, StorageError, open_storage
 from shard.storage.errors import StorageFull
 

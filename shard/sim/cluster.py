@@ -18,6 +18,7 @@ from collections import Counter
 import attrs
 import orjson
 
+from shard.engineapp import EngineApplication
 from shard.raft import ChangeKind, MembershipChange, RaftConfig, RaftError, Role
 from shard.raft.membership import InvalidChange
 from shard.records import Membership
@@ -29,7 +30,6 @@ from shard.sim.node import SimNode
 from shard.sim.trace import Trace
 from shard.statemachine import (
     Application,
-    EngineApplication,
     Outcome,
     RegisterApplication,
 )
