@@ -1,7 +1,11 @@
 """The client session table (Raft thesis §6.3): exactly-once application.
 
-Every proposal carries ``(client_id, request_no)``. The table remembers the
-result of each applied request until the client acknowledges it (its
+A client first *registers*: it proposes a registration (request number 0,
+see :data:`REGISTER`) and gets back a session id that the log itself
+assigns (``label@index.position`` of the registration in the log), so two
+registrations never share an id, not even a delayed retry of one. Every
+later proposal carries ``(session_id, request_no)``. The table remembers
+the result of each applied request until the client acknowledges it (its
 ``ack_below`` rises above the request number); a retry of a remembered
 request gets the remembered result instead of being applied again, and a
 request below ``ack_below`` is known to be finished and is never applied.
@@ -9,39 +13,54 @@ request below ``ack_below`` is known to be finished and is never applied.
 The table is replicated state: every decision depends only on the log, so
 all replicas keep, forget and evict exactly the same sessions. It is bounded:
 beyond ``max_clients`` sessions the least recently active one (by the log
-index of its latest proposal, ties broken by client id) is evicted, but only
+index of its latest proposal, ties broken by session id) is evicted, but only
 once it has been idle for ``min_idle_entries`` log entries, so a client that
-is still retrying is never forgotten (the table may then exceed
+is still retrying is rarely forgotten (the table may then exceed
 ``max_clients`` until sessions go idle). At most ``max_results`` results are
 remembered per client (the oldest is forgotten and counts as acknowledged).
 
-A proposal from an unknown client whose ``ack_below`` is above 1 must come
-from an evicted session (the client had answers before): it is refused as
-EXPIRED rather than risk applying a retry twice, and the session restarts
-above it. A client that stays silent longer than ``min_idle_entries`` and
-then retries a request may therefore get EXPIRED (a "session expired"
-error), never a second application, except for a request sent before any
-acknowledgement (``ack_below`` <= 1), which the table cannot tell from a
-new client's first request.
+A proposal for a session the table does not know (evicted, or never
+registered) is refused as NO_SESSION and changes nothing. Since ids are
+never reused, such a proposal can never be a retry applied a second time:
+the client registers again and learns that earlier unanswered requests have
+an unknown outcome. The group's own proposals (creating the market) use
+:data:`SYSTEM_SESSION`, which every table holds from the start and never
+evicts.
 """
 
 from __future__ import annotations
 
 import enum
 from heapq import heappop, heappush
-from typing import Any
+from typing import Any, Final
 
 import attrs
+
+REGISTER: Final = 0  # the request number of a registration (requests count from 1)
+SYSTEM_SESSION: Final = "bootstrap"  # the group's own session: always present, never evicted
 
 
 class Verdict(enum.Enum):
     NEW = "new"  # apply it
     DUPLICATE = "duplicate"  # applied before: here is the remembered result
     EXPIRED = "expired"  # applied and acknowledged long ago (a very late retry): drop it
+    REGISTERED = "registered"  # a registration: the result is the new session id
+    NO_SESSION = "no_session"  # unknown session (evicted or never registered): drop it
 
 
 # Module constants: an enum member lookup on the class costs more than the check itself.
 _NEW, _DUPLICATE, _EXPIRED = Verdict.NEW, Verdict.DUPLICATE, Verdict.EXPIRED
+_NO_SESSION = Verdict.NO_SESSION
+
+
+def session_id(label: str, index: int, position: int) -> str:
+    """The id a registration gets: its client's label and its place in the log."""
+    return f"{label}@{index}.{position}"
+
+
+def session_label(session: str) -> str:
+    """The label a session id was registered under."""
+    return session.rpartition("@")[0] or session
 
 
 @attrs.define
@@ -64,20 +83,20 @@ class SessionTable:
         self.max_clients = max_clients
         self.max_results = max_results
         self.min_idle_entries = min_idle_entries
-        self.sessions: dict[str, Session] = {}
+        self.sessions: dict[str, Session] = {SYSTEM_SESSION: Session(last_active=0)}
+
+    def register(self, label: str, index: int, position: int) -> str:
+        """Open a session for the registration at ``position`` of the entry at ``index``."""
+        new = session_id(label, index, position)
+        self.sessions[new] = Session(last_active=index)
+        self._evict_beyond_limit(keep=new, index=index)
+        return new
 
     def check(self, client_id: str, request_no: int, ack_below: int, index: int) -> Verdict:
         """Classify a proposal found in the log entry at ``index``; records the ack."""
         s = self.sessions.get(client_id)
         if s is None:
-            s = self.sessions[client_id] = Session(last_active=index)
-            self._evict_beyond_limit(keep=client_id, index=index)
-            if ack_below > 1:
-                # The client has had answers before, so its session existed and was
-                # evicted: we cannot tell whether this request was applied. Refuse it
-                # (and anything up to it); later request numbers work again.
-                s.ack_below = max(ack_below, request_no + 1)
-                return Verdict.EXPIRED
+            return _NO_SESSION
         if index > s.last_active:
             s.last_active = index
         acked = s.ack_below
@@ -110,10 +129,11 @@ class SessionTable:
     def _evict_beyond_limit(self, keep: str, index: int) -> None:
         while len(self.sessions) > self.max_clients:
             victim = min(
-                (c for c in self.sessions if c != keep),
+                (c for c in self.sessions if c != keep and c != SYSTEM_SESSION),
                 key=lambda c: (self.sessions[c].last_active, c),
+                default=None,
             )
-            if self.sessions[victim].last_active > index - self.min_idle_entries:
+            if victim is None or self.sessions[victim].last_active > index - self.min_idle_entries:
                 return  # everyone is recent enough that a retry may still come
             del self.sessions[victim]
 
@@ -130,7 +150,7 @@ class SessionTable:
         ]
 
     def load_plain(self, rows: list[Any]) -> None:
-        self.sessions = {}
+        self.sessions = {SYSTEM_SESSION: Session(last_active=0)}
         for c, last, ack, results in rows:
             kept = {int(r): res for r, res in results}
             self.sessions[str(c)] = Session(int(last), int(ack), kept, sorted(kept))

@@ -3,9 +3,10 @@
 :class:`ReplicatedStateMachine` sits between the consensus core and an
 :class:`Application` (the matching engine in production, a tiny register in
 the simulator). It decodes proposal batches, runs them through the session
-table (exactly-once, thesis §6.3) and numbers the commands it really applies:
-``seq`` counts applied commands from 1; NOOP and CONFIG entries and
-deduplicated retries do not consume a number.
+table (registration and exactly-once, thesis §6.3) and numbers the commands
+it really applies: ``seq`` counts applied commands from 1; NOOP and CONFIG
+entries, registrations, refusals and deduplicated retries do not consume a
+number.
 
 Its snapshot is deterministic bytes: applied index and term, seq, the
 session table and the application's own snapshot. Two replicas that applied
@@ -22,9 +23,9 @@ import msgpack
 
 from shard.proposals import decode_rows
 from shard.records import Entry, EntryKind
-from shard.sessions import SessionTable, Verdict
+from shard.sessions import REGISTER, SessionTable, Verdict
 
-_SNAPSHOT_VERSION = 1
+_SNAPSHOT_VERSION = 2  # 2: client sessions are registered (a system session)
 
 
 class Application(Protocol):
@@ -47,8 +48,8 @@ class Outcome:
     client_id: str
     request_no: int
     verdict: Verdict
-    result: Any  # None when EXPIRED
-    seq: int  # the command's seq (the original one for a duplicate; 0 when EXPIRED)
+    result: Any  # the new session id when REGISTERED; None when EXPIRED or NO_SESSION
+    seq: int  # the command's seq (the original one for a duplicate; else 0)
 
 
 # An Outcome's fields as a tuple: (index, client_id, request_no, verdict, result, seq).
@@ -90,7 +91,7 @@ class ReplicatedStateMachine:
         sessions = self.sessions
         check, record, remembered = sessions.check, sessions.record, sessions.result
         app_apply = self.app.apply
-        new, duplicate = Verdict.NEW, Verdict.DUPLICATE
+        new, duplicate, registered = Verdict.NEW, Verdict.DUPLICATE, Verdict.REGISTERED
         for entry in entries:
             assert entry.index == self.applied_index + 1, (entry.index, self.applied_index)
             index = entry.index
@@ -98,7 +99,13 @@ class ReplicatedStateMachine:
             self.applied_term = entry.term
             if entry.kind is not EntryKind.NORMAL:
                 continue
-            for client_id, request_no, ack_below, command in decode_rows(entry.data):
+            for position, (client_id, request_no, ack_below, command) in enumerate(
+                decode_rows(entry.data)
+            ):
+                if request_no == REGISTER:
+                    session = sessions.register(client_id, index, position)
+                    append((index, client_id, request_no, registered, session, 0))
+                    continue
                 verdict = check(client_id, request_no, ack_below, index)
                 if verdict is new:
                     seq = self.seq = self.seq + 1
@@ -125,7 +132,11 @@ class ReplicatedStateMachine:
 
     def restore(self, data: bytes) -> None:
         version, index, term, seq, sessions, app = msgpack.unpackb(data, raw=False)
-        assert version == _SNAPSHOT_VERSION, version
+        if version != _SNAPSHOT_VERSION:
+            raise ValueError(
+                f"state machine snapshot format {version}, this build reads {_SNAPSHOT_VERSION}"
+                " (a data directory from an incompatible version)"
+            )
         self.applied_index, self.applied_term, self.seq = index, term, seq
         self.sessions.load_plain(sessions)
         self.app.restore(app)

@@ -12,6 +12,7 @@ from chaos.collect import merge_logs, read_offline
 from chaos.faults import FAULT_KINDS, plan_faults
 from shard.proposals import Proposal, encode_batch
 from shard.records import Entry, EntryKind, HardState
+from shard.sessions import REGISTER, session_id
 from shard.storage import open_storage
 
 MARKETS = ["BTC-USD", "ETH-USD"]
@@ -49,11 +50,12 @@ def test_offline_reader_returns_committed_commands_once(tmp_path: Path) -> None:
     create = orjson.dumps(
         {"type": "create_market", "market": "BTC-USD", "tick_size": "0.01", "lot_size": "0.001"}
     )
+    gw = session_id("gw", 2, 0)  # opened by the registration in the entry at index 2
     batches = [
-        [Proposal("gw", 1, 1, create)],
-        [Proposal("gw", 2, 2, _command(1)), Proposal("gw", 3, 2, _command(2))],
-        [Proposal("gw", 3, 2, _command(2))],  # a retry: the session table drops it
-        [Proposal("gw", 4, 4, _command(3))],  # past the commit index: not committed
+        [Proposal("gw", REGISTER, 0, b""), Proposal(gw, 1, 1, create)],
+        [Proposal(gw, 2, 2, _command(1)), Proposal(gw, 3, 2, _command(2))],
+        [Proposal(gw, 3, 2, _command(2))],  # a retry: the session table drops it
+        [Proposal(gw, 4, 4, _command(3))],  # past the commit index: not committed
     ]
     entries = [Entry(1, 1, EntryKind.NOOP, b"")] + [
         Entry(1, i, EntryKind.NORMAL, encode_batch(b)) for i, b in enumerate(batches, start=2)

@@ -31,6 +31,8 @@ class Group:
         self.items: list[AppliedItem] = []
         self.sessions: dict[tuple[str, int], protocol.Message] = {}
         self.applications = 0
+        self.registered: list[str] = []  # session ids handed out, in order
+        self.forgotten: set[str] = set()  # sessions the group no longer knows
 
 
 class FakeReplica:
@@ -48,8 +50,18 @@ class FakeReplica:
         reply(protocol.error(protocol.NOT_LEADER, "not leader", leader=self.group.leader))
         return True
 
+    def register(self, label: str, reply: Reply) -> None:
+        if self._not_leader(reply):
+            return
+        session = f"{label}@{len(self.group.registered) + 1}.0"
+        self.group.registered.append(session)
+        reply({"t": "registered", "client": session})
+
     def submit(self, client: str, req: int, ack: int, cmd: bytes, reply: Reply) -> None:
         if self._not_leader(reply):
+            return
+        if client not in self.group.registered or client in self.group.forgotten:
+            reply(protocol.no_session(client))
             return
         key = (client, req)
         if key not in self.group.sessions:
@@ -149,6 +161,24 @@ async def test_submit_follows_redirect_and_is_applied_once() -> None:
             assert client._ack_below() == 128  # all of 1..130 answered; rounded down to 64s
             query = await client.query({"type": "book"})
             assert query.seq == 130
+        nursery.cancel_scope.cancel()
+
+
+async def test_client_registers_once_and_again_after_its_session_is_forgotten() -> None:
+    async with trio.open_nursery() as nursery:
+        group, _, _, market = await start_group(nursery, ["r1", "r2"])
+        async with ShardClient(market, "gw-1") as client:
+            async with trio.open_nursery() as inner:
+                for i in range(20):
+                    inner.start_soon(client.submit, {"n": i})
+            assert group.registered == ["gw-1@1.0"] and client.session == "gw-1@1.0"
+            group.forgotten.add("gw-1@1.0")  # evicted by the group
+            # sent once and refused for its session: not applied, so `unavailable`
+            with pytest.raises(Unavailable, match="not applied"):
+                await client.submit({"n": "refused"})
+            assert client.session is None and group.applications == 20
+            again = await client.submit({"n": "after"})
+            assert group.registered == ["gw-1@1.0", "gw-1@2.0"] and again.seq == 21
         nursery.cancel_scope.cancel()
 
 
@@ -270,7 +300,7 @@ async def test_window_of_unanswered_requests_is_bounded() -> None:
                         await trio.sleep(0.001)
                 await trio.sleep(0.05)  # give a wrongly unbounded client time to go on
                 assert group.applications == 900  # requests 1..900 only: the window is full
-                fakes["r1"].held.pop()(dict(group.sessions[("c1", 1)]))
+                fakes["r1"].held.pop()(dict(group.sessions[(group.registered[0], 1)]))
             assert group.applications == 1000
         nursery.cancel_scope.cancel()
 

@@ -269,27 +269,36 @@ async def test_full_disk_stops_acknowledgements(tmp_path: Path) -> None:
         nursery.cancel_scope.cancel()
 
 
+def submits(client: str, first: int, count: int) -> list[dict[str, Any]]:
+    """Raw submit requests of orders ``first``.. under session ``client``."""
+    rows = range(first, first + count)
+    return [
+        {"t": "submit", "client": client, "req": i, "ack": 1, "cmd": orjson.dumps(order(i))}
+        for i in rows
+    ]
+
+
 async def test_a_batch_of_submits_is_queued_or_refused_as_a_whole(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
         group = await start_group(tmp_path, nursery, ReplicaOptions(max_queued_commands=4))
         leader = next(n for n, r in group.replicas.items() if r is group.leader())
 
-        def submits(first: int, count: int) -> list[dict[str, Any]]:
-            rows = range(first, first + count)
-            return [
-                {"t": "submit", "client": "raw", "req": i, "ack": 1, "cmd": orjson.dumps(order(i))}
-                for i in rows
-            ]
-
         async with ShardClient(group.market, "t") as client:
             connection = client.connection(leader)
+            # a session id the group never handed out is refused, and nothing is applied
+            [stranger] = await connection.request_many_partial(submits("raw", 1, 1), True)
+            assert stranger is not None and stranger["code"] == "session_expired"
+            registered = await connection.request({"t": "register", "client": "raw"})
+            session = registered["client"]
+            assert registered["t"] == "registered" and session.startswith("raw@")
+
             # more than the queue holds: every one refused, none applied (not a prefix)
-            refused = await connection.request_many_partial(submits(1, 6), True)
+            refused = await connection.request_many_partial(submits(session, 1, 6), True)
             assert [r and r["code"] for r in refused] == ["unavailable"] * 6
-            applied = await connection.request_many_partial(submits(7, 3), True)
+            applied = await connection.request_many_partial(submits(session, 7, 3), True)
             assert [r and r["seq"] for r in applied] == [2, 3, 4]  # in order, after bootstrap
             # a malformed item spoils the whole batch
-            bad = submits(10, 2)
+            bad = submits(session, 10, 2)
             bad[1]["req"] = "eleven"
             answers = await connection.request_many_partial(bad, True)
             assert [a and a["code"] for a in answers] == ["bad_request"] * 2

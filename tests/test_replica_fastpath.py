@@ -22,6 +22,7 @@ from shard.node.clientserver import _QUEUE, ClientConnection
 from shard.node.framing import FrameDecoder
 from shard.proposals import BadBatch, Proposal, decode_rows, encode_batch, encode_rows, split_rows
 from shard.records import Entry, EntryKind
+from shard.sessions import REGISTER, session_id
 from shard.statemachine import RegisterApplication, ReplicatedStateMachine
 
 
@@ -52,12 +53,13 @@ def _entries() -> list[Entry]:
     def normal(index: int, *rows: tuple[str, int, int, bytes]) -> Entry:
         return Entry(1, index, EntryKind.NORMAL, encode_batch([Proposal(*r) for r in rows]))
 
+    a, b = session_id("a", 1, 0), session_id("b", 1, 1)
     return [
-        Entry(1, 1, EntryKind.NOOP, b""),
-        normal(2, ("a", 1, 0, b"p"), ("b", 1, 0, b"q"), ("a", 2, 0, b"r")),
-        normal(3, ("a", 1, 0, b"p"), ("b", 2, 2, b"s")),  # a retry, then b acks 1
-        normal(4, ("b", 1, 2, b"q")),  # b's acknowledged request: expired
-        normal(5, ("z", 5, 3, b"t")),  # unknown client with answers before: expired
+        normal(1, ("a", REGISTER, 0, b""), ("b", REGISTER, 0, b"")),
+        normal(2, (a, 1, 0, b"p"), (b, 1, 0, b"q"), (a, 2, 0, b"r")),
+        normal(3, (a, 1, 0, b"p"), (b, 2, 2, b"s")),  # a retry, then b acks 1
+        normal(4, (b, 1, 2, b"q")),  # b's acknowledged request: expired
+        normal(5, ("z@9.0", 5, 3, b"t")),  # a session the group does not know
     ]
 
 
@@ -70,13 +72,15 @@ def test_apply_rows_equals_apply_and_snapshots_agree() -> None:
         tuple(r) for r in rows
     ]
     assert [r[3].value for r in rows] == [
+        "registered",
+        "registered",
         "new",
         "new",
         "new",
         "duplicate",
         "new",
         "expired",
-        "expired",
+        "no_session",
     ]
     assert fast.snapshot() == slow.snapshot()
     assert fast.seq == 4 and fast.applied_index == 5

@@ -13,6 +13,7 @@ import pytest
 from shard.raft.leader import Leadership
 from shard.raft.log import RaftLog
 from shard.raft.readonly import PendingRead
+from shard.sessions import Session, SessionTable, Verdict
 from shard.sim.cluster import SimConfig, SimResult, run_simulation
 
 
@@ -98,6 +99,38 @@ def test_planted_stale_read_bug_is_caught(monkeypatch: pytest.MonkeyPatch) -> No
     found = _first_failure(SimConfig(steps=800, read_rate=0.2), range(100))
     assert found is not None
     assert "linearizable read" in (found.error or "")
+
+
+# More clients than the session table holds, clients that restart (new sessions) and
+# sessions evicted after a few idle entries: evicted clients' retries must be refused.
+_EVICTING = SimConfig(
+    steps=800, clients=5, session_max_clients=4, session_min_idle_entries=3,
+    client_restart_rate=0.02,
+)  # fmt: skip
+
+
+def test_session_eviction_seeds_apply_everything_at_most_once() -> None:
+    refused = 0
+    for seed in range(12):
+        result = run_simulation(attrs.evolve(_EVICTING, seed=seed))
+        _check(result)
+        refused += result.stats.get("expired", 0)
+    assert refused > 0, "no request met an evicted session: the scenario tests nothing"
+
+
+def test_planted_session_resurrection_bug_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A table that quietly reopens an unknown session (instead of refusing it) applies
+    # the retry of a request whose session was evicted a second time.
+    check = SessionTable.check
+
+    def reopening(self: SessionTable, client: str, req: int, ack: int, index: int) -> Verdict:
+        self.sessions.setdefault(client, Session(last_active=index))
+        return check(self, client, req, ack, index)
+
+    monkeypatch.setattr(SessionTable, "check", reopening)
+    found = _first_failure(_EVICTING, range(60))
+    assert found is not None
+    assert "exactly once" in (found.error or ""), found.error
 
 
 @pytest.mark.slow

@@ -317,7 +317,10 @@ class ShardClient:
     ) -> None:
         self.market = market
         self.gather_writes = gather_writes
+        # The label this client registers under; the group assigns the session id.
         self.client_id = client_id or f"client-{os.urandom(4).hex()}"
+        self.session: str | None = None
+        self._register_lock = trio.Lock()
         self.retry_for = retry_for
         self.addresses = {r.name: r.client for r in market.replicas}
         self.leader: str | None = None
@@ -368,6 +371,23 @@ class ShardClient:
             self._answered.discard(heapq.heappop(self._inflight))
         self._window_open.set()
 
+    async def _session_id(self) -> str:
+        """This client's session id, registering first if it has none (thesis §6.3)."""
+        if self.session is not None:
+            return self.session
+        async with self._register_lock:
+            if self.session is None:
+                reply = await self._to_leader({"t": "register", "client": self.client_id})
+                session: str = reply["client"]
+                self.session = session
+            return self.session
+
+    def _session_lost(self, answer: _Answer, session: Any) -> None:
+        """Forget ``session`` if ``answer`` says the group no longer knows it."""
+        expired = answer is not None and answer.get("code") == protocol.SESSION_EXPIRED
+        if expired and self.session == session:
+            self.session = None
+
     def _ack_below(self) -> int:
         """Every request number below this has its answer; the group may forget them.
 
@@ -382,14 +402,14 @@ class ShardClient:
     async def submit(self, command: Any) -> CommandResult:
         """Commit and apply ``command`` exactly once; its seq and events."""
         req = await self._allocate()
-        message = {
-            "t": "submit",
-            "client": self.client_id,
-            "req": req,
-            "ack": self._ack_below(),
-            "cmd": encode_command(command),
-        }
         try:
+            message = {
+                "t": "submit",
+                "client": await self._session_id(),
+                "req": req,
+                "ack": self._ack_below(),
+                "cmd": encode_command(command),
+            }
             reply = await self._to_leader(message)
         finally:
             self._finish(req)
@@ -412,8 +432,8 @@ class ShardClient:
             raise ValueError(f"at most {_MAX_BATCH} commands per submit_many")
         reqs = [await self._allocate() for _ in commands]
         try:
+            client = await self._session_id()
             ack = self._ack_below()
-            client = self.client_id
             messages = [
                 {"t": "submit", "client": client, "req": req, "ack": ack, "cmd": encode_command(c)}
                 for req, c in zip(reqs, commands, strict=True)
@@ -434,6 +454,7 @@ class ShardClient:
             self._forget_leader(target)
         else:
             for i, answer in enumerate(answers):
+                self._session_lost(answer, messages[i]["client"])
                 if answer.get("t") != "error":
                     answered[i] = answer
                     self.leader = target
@@ -460,7 +481,8 @@ class ShardClient:
             raise ValueError(f"at most {_MAX_BATCH} commands per submit_ordered")
         reqs = [await self._allocate() for _ in commands]
         try:
-            ack, client = self._ack_below(), self.client_id
+            client = await self._session_id()
+            ack = self._ack_below()
             messages = [
                 {"t": "submit", "client": client, "req": req, "ack": ack, "cmd": encode_command(c)}
                 for req, c in zip(reqs, commands, strict=True)
@@ -495,6 +517,8 @@ class ShardClient:
         except ConnectFailed:
             self._forget_leader(target)
             return [None] * len(messages)
+        for answer, message in zip(answers, messages, strict=True):
+            self._session_lost(answer, message["client"])
         if any(a is None for a in answers):
             self._forget_leader(target)
         elif any(a.get("t") != "error" for a in answers if a is not None):
@@ -543,6 +567,11 @@ class ShardClient:
                     hint = reply.get("leader")
                     self.leader = hint if hint in self.addresses and hint != target else None
                     redirected = self.leader is not None  # follow it at once
+                elif code == protocol.SESSION_EXPIRED:
+                    self._session_lost(reply, message.get("client"))
+                    if maybe_applied:  # an earlier attempt may have been applied
+                        raise CommandTimeout(last_problem, indeterminate=True)
+                    raise Unavailable(f"{last_problem} (not applied)", self.leader)
                 elif code == protocol.TIMEOUT and reply.get("indeterminate"):
                     raise CommandTimeout(last_problem, indeterminate=True)  # retrying is futile
                 elif code == protocol.TIMEOUT:

@@ -44,6 +44,10 @@ class ReplicaService(Protocol):
         """Submits accepted all together, in order, or all refused with one error."""
         ...
 
+    def register(self, label: str, reply: Reply) -> None:
+        """Open a client session; the reply carries its id (``registered``)."""
+        ...
+
     def query(self, cmd: bytes, reply: Reply) -> None: ...
 
     def subscribe(self, from_seq: int, subscriber: Subscriber, reply: Reply) -> None:
@@ -180,7 +184,13 @@ class ClientServer:
             # protocol.check_request (exact types, so no bools), without its calls.
             client, req = message.get("client"), message.get("req")
             ack, cmd = message.get("ack"), message.get("cmd")
-            if type(client) is str and type(req) is int and type(ack) is int and type(cmd) is bytes:
+            if (
+                type(client) is str
+                and type(req) is int
+                and req > 0
+                and type(ack) is int
+                and type(cmd) is bytes
+            ):
                 self.service.submit(client, req, ack, cmd, conn.replier(message.get("rid")))
                 return
         rid = message.get("rid") if isinstance(message, dict) else None
@@ -194,6 +204,8 @@ class ClientServer:
             service.submit(
                 message["client"], message["req"], message["ack"], message["cmd"], conn.replier(rid)
             )
+        elif kind == "register":
+            service.register(message["client"], conn.replier(rid))
         elif kind == "query":
             service.query(message["cmd"], conn.replier(rid))
         elif kind == "subscribe":

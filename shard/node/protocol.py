@@ -29,6 +29,8 @@ TIMEOUT: Final = "timeout"
 BAD_REQUEST: Final = "bad_request"
 INTERNAL: Final = "internal"
 GONE: Final = "gone"
+SESSION_EXPIRED: Final = "session_expired"
+MAX_CLIENT_LABEL_CHARS: Final = 64
 
 ADMIN_ACTIONS: Final = frozenset(
     {"transfer_leader", "add_replica", "promote_replica", "remove_replica", "snapshot"}
@@ -79,6 +81,15 @@ def forgotten() -> Message:
     return message
 
 
+def no_session(client: str) -> Message:
+    """A submit for a session the group does not know (evicted or never registered).
+
+    This attempt was not applied; an earlier attempt of the same request may
+    have been. The client registers again (a new session) before going on.
+    """
+    return error(SESSION_EXPIRED, f"no session {client!r}: register again")
+
+
 def result(seq: int, events: list[Any]) -> Message:
     return {"t": "result", "seq": seq, "events": events}
 
@@ -99,9 +110,14 @@ def check_request(message: Any) -> tuple[str, Any]:
     rid = message.get("rid")
     if kind == "submit":
         _field(message, "client", str)
-        _field(message, "req", int)
+        if _field(message, "req", int) < 1:
+            raise RequestError(BAD_REQUEST, "'req' counts from 1")
         _field(message, "ack", int)
         _field(message, "cmd", bytes)
+    elif kind == "register":
+        label = _field(message, "client", str)
+        if not 0 < len(label) <= MAX_CLIENT_LABEL_CHARS:
+            raise RequestError(BAD_REQUEST, "'client' must be 1 to 64 characters")
     elif kind == "query":
         _field(message, "cmd", bytes)
     elif kind == "subscribe":
@@ -123,6 +139,8 @@ def raise_for_error(reply: Message) -> None:
     message = str(reply.get("message", ""))
     if code in (UNAVAILABLE, NOT_LEADER):
         raise Unavailable(message, reply.get("leader"))
+    if code == SESSION_EXPIRED:  # this attempt was not applied
+        raise Unavailable(message)
     if code == TIMEOUT:
         raise CommandTimeout(message, indeterminate=bool(reply.get("indeterminate", True)))
     if code == BAD_REQUEST:

@@ -65,14 +65,14 @@ from shard.raft.messages import (
     TimeoutNow,
 )
 from shard.raft.ready import Snapshot as RaftSnapshot
-from shard.sessions import Verdict
+from shard.sessions import REGISTER, SYSTEM_SESSION, Verdict
 from shard.statemachine import ReplicatedStateMachine
 from shard.storage import Recovered, Storage, StorageError, open_storage
 from shard.storage.errors import StorageFull
 
 # Messages a leader may send before its own entries are durable (§10.2.1).
 _EARLY = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow, ReadIndexResponse)
-_BOOTSTRAP_CLIENT = "bootstrap"
+_BOOTSTRAP_CLIENT = SYSTEM_SESSION
 _METRICS_EVERY_TICKS = 25  # gauges are refreshed this often, not on every Ready
 _SLOW_SYNC_S = 0.1  # an fsync this slow delays heartbeats: worth a warning
 # Peer messages waiting for the driver (the size of the channel they used to go
@@ -375,13 +375,10 @@ class Replica:
     def _apply_segment(self, entries: tuple[Any, ...]) -> None:
         items: list[list[Any]] = []
         waiting = self._waiting
-        new = Verdict.NEW
+        new, duplicate = Verdict.NEW, Verdict.DUPLICATE
         for _, client_id, request_no, verdict, result, seq in self.rsm.apply_rows(entries):
-            if result is None:
-                # EXPIRED: below the session's acknowledged mark (a very late retry, or
-                # the client's window outgrew the session table): applied before and
-                # forgotten, or dropped now. The client cannot know which.
-                self._fail_waiters((client_id, request_no), protocol.forgotten())
+            if verdict is not new and verdict is not duplicate:
+                self._session_outcome(client_id, request_no, verdict, result)
                 continue
             events, levels = result
             if verdict is new:
@@ -395,6 +392,23 @@ class Replica:
                 self.log.info("bootstrap command applied", seq=seq, events=str(events))
         self.ring.publish(items)
         self.metrics.commands_applied.inc(len(items))
+
+    def _session_outcome(
+        self, client_id: str, request_no: int, verdict: Verdict, result: str | None
+    ) -> None:
+        """Answer a registration, or a proposal the session table refused."""
+        key = (client_id, request_no)
+        if verdict is Verdict.REGISTERED:
+            assert result is not None
+            for reply in self._waiting.pop(key, ()):
+                reply({"t": "registered", "client": result})
+        elif verdict is Verdict.NO_SESSION:
+            self._fail_waiters(key, protocol.no_session(client_id))
+        else:
+            # EXPIRED: below the session's acknowledged mark (a very late retry, or
+            # the client's window outgrew the session table): applied before and
+            # forgotten, or dropped now. The client cannot know which.
+            self._fail_waiters(key, protocol.forgotten())
 
     def _checkpoint(self) -> Checkpoint:
         """Snapshot the state machine now (between entries) and record its digest."""
@@ -469,6 +483,10 @@ class Replica:
 
     def submit(self, client: str, req: int, ack: int, cmd: bytes, reply: Reply) -> None:
         self.submit_batch([(client, req, ack, cmd, reply)])
+
+    def register(self, label: str, reply: Reply) -> None:
+        # A registration travels as a proposal with request number 0 (shard.sessions).
+        self.submit_batch([(label, REGISTER, 0, b"", reply)])
 
     def submit_batch(self, items: list[tuple[str, int, int, bytes, Reply]]) -> None:
         """One client's ordered submits, queued together or refused together: were the

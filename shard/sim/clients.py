@@ -1,9 +1,11 @@
 """Simulated clients: one outstanding command each, retried through sessions.
 
-A client sends its command to the node it believes is the leader; if no
-answer arrives within its timeout it retries the *same* request number,
-possibly through another node, so the session table must make the retry
-harmless. ``ack_below`` tells the group which results it may forget.
+A client first registers (a proposal with request number 0) and uses the
+session id the group assigns. It sends its command to the node it believes
+is the leader; if no answer arrives within its timeout it retries the
+*same* request number, possibly through another node, so the session table
+must make the retry harmless. ``ack_below`` tells the group which results it
+may forget. A client whose session was evicted registers again.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from shard.proposals import Proposal
 from shard.raft import NotLeader
+from shard.sessions import REGISTER, Verdict
 from shard.statemachine import Outcome
 
 if TYPE_CHECKING:
@@ -24,6 +27,7 @@ class SimClient:
         self.id = client_id
         self.cluster = cluster
         self.next_request = 1
+        self.session: str | None = None  # assigned by the group on registration
         self.outstanding: Proposal | None = None
         self.sent_at = 0
         self.target: str | None = None
@@ -33,10 +37,17 @@ class SimClient:
     def act(self, now: int, *, new_requests: bool = True) -> None:
         cl = self.cluster
         if self.outstanding is None:
+            restart = cl.config.client_restart_rate
+            if restart and self.session is not None and cl.rng.random() < restart:
+                self.session = None  # a restarted client: its old session is abandoned
             if new_requests and cl.rng.random() < cl.config.request_rate:
-                req = self.next_request
-                self.next_request += 1
-                self.outstanding = Proposal(self.id, req, req, cl.make_command(self.id, req))
+                if self.session is None:
+                    self.outstanding = Proposal(self.id, REGISTER, 0, b"")
+                else:
+                    req = self.next_request
+                    self.next_request += 1
+                    command = cl.make_command(self.id, req)
+                    self.outstanding = Proposal(self.session, req, req, command)
                 self._send(now)
         elif now - self.sent_at >= cl.config.client_timeout:
             self.retries += 1
@@ -69,9 +80,21 @@ class SimClient:
         self.acked += 1
         self.target = node.id
 
-    def on_expired(self, out: Outcome) -> None:
-        """The group no longer knows this client's session: give the request up."""
+    def on_registered(self, node: SimNode, out: Outcome) -> None:
         p = self.outstanding
+        if p is None or p.request_no != REGISTER or self.session is not None:
+            return  # a late answer to a registration retried and answered before
+        self.session = out.result
+        self.outstanding = None
+        self.target = node.id
+        self.cluster.trace.log(f"{self.id} registered as {self.session}")
+
+    def on_expired(self, out: Outcome) -> None:
+        """The group no longer knows this client's session (or forgot the request):
+        give the request up; an unknown session means registering again."""
+        p = self.outstanding
+        if out.verdict is Verdict.NO_SESSION and out.client_id == self.session:
+            self.session = None
         if p is not None and out.request_no == p.request_no:
             self.cluster.stats["expired"] += 1
             self.cluster.trace.log(f"{self.id} req {p.request_no} refused: session expired")

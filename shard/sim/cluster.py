@@ -22,6 +22,7 @@ from shard.engineapp import EngineApplication
 from shard.raft import ChangeKind, MembershipChange, RaftConfig, RaftError, Role
 from shard.raft.membership import InvalidChange
 from shard.records import Membership
+from shard.sessions import session_label
 from shard.sim.checker import Checker, Violation
 from shard.sim.clients import SimClient
 from shard.sim.faults import FaultInjector
@@ -43,6 +44,7 @@ class SimConfig:
     clients: int = 3
     session_max_clients: int = 10_000  # below ``clients`` to exercise session eviction
     session_min_idle_entries: int = 10_000
+    client_restart_rate: float = 0.0  # chance per idle step that a client starts a new session
     app: str = "register"  # or "engine"
     request_rate: float = 0.3
     read_rate: float = 0.03
@@ -338,8 +340,8 @@ class SimCluster:
         if not isinstance(app, RegisterApplication):
             return
         counts = Counter(app.items)
-        for (client, req), _ in self.checker.acks.items():
-            cmd = f"{client}:{req}".encode()
+        for (session, req), _ in self.checker.acks.items():
+            cmd = f"{session_label(session)}:{req}".encode()
             if counts[cmd] != 1:
                 raise Violation(f"exactly once: acknowledged {cmd!r} applied {counts[cmd]} times")
         dup = [c for c, k in counts.items() if k > 1]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from shard.proposals import Proposal, encode_batch
 from shard.raft import NotLeader, ProposalDropped, Raft, RaftConfig, Ready, Role
 from shard.records import Membership
+from shard.sessions import Verdict
 from shard.sim.disk import SimDisk
 from shard.statemachine import Application, Outcome, ReplicatedStateMachine
 
@@ -176,7 +177,9 @@ class SimNode:
         client = self.waiting.pop((out.client_id, out.request_no), None)
         if client is None:
             return
-        if out.result is not None:
+        if out.verdict is Verdict.REGISTERED:
+            client.on_registered(self, out)
+        elif out.result is not None:
             client.on_ack(self, out)
         else:
             client.on_expired(out)
