@@ -134,6 +134,15 @@ async def closed_loop(
     }
 
 
+def orders_due(elapsed: float, rate: float) -> int:
+    """How many orders of an open loop at ``rate`` are due ``elapsed`` seconds in.
+
+    Order ``k`` (from 0) is due at ``k / rate``, so the first is due at once;
+    each order's latency is measured from its due time.
+    """
+    return math.floor(elapsed * rate) + 1
+
+
 async def open_loop(market: MarketConfig, rate: int, duration: float) -> dict[str, Any]:
     source = OrderSource()
     histogram = HdrHistogram(1, 60_000_000, 3)
@@ -160,7 +169,7 @@ async def open_loop(market: MarketConfig, rate: int, duration: float) -> dict[st
         async with trio.open_nursery() as nursery:
             now = started
             while now - started < duration:
-                due_count = int((now - started) * rate) - sent
+                due_count = orders_due(now - started, rate) - sent
                 for k in range(due_count):
                     if outstanding >= _MAX_OUTSTANDING:
                         shed += 1  # overloaded: count it, do not pile up more tasks
