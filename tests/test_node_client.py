@@ -263,14 +263,22 @@ async def test_bad_frames_and_requests() -> None:
         stream = await trio.open_tcp_stream(host, int(port))
         await stream.send_all(encode_frame({"t": "submit", "rid": 7, "client": 1}))
         await stream.send_all(encode_frame(["not a map"]))
+        # request number 0 is a registration's, never a submit's; labels are bounded
+        zero = {"t": "submit", "rid": 8, "client": "c", "req": 0, "ack": 0, "cmd": b"{}"}
+        await stream.send_all(encode_frame(zero))
+        await stream.send_all(encode_frame({"t": "register", "rid": 9, "client": "x" * 65}))
         decoder = FrameDecoder()
         replies: deque[Any] = deque()
         with trio.fail_after(5):
-            while len(replies) < 2:
+            while len(replies) < 4:
                 decoder.feed(await stream.receive_some(1024))
                 replies.extend(decoder.messages())
         assert replies[0]["rid"] == 7 and replies[0]["code"] == "bad_request"
         assert replies[1]["code"] == "bad_request"
+        assert [(r["rid"], r["code"]) for r in list(replies)[2:]] == [
+            (8, "bad_request"),
+            (9, "bad_request"),
+        ]
         await stream.send_all(b"\xff\xff\xff\xff")  # absurd frame length: closed
         with trio.fail_after(5):
             assert await stream.receive_some(1024) == b""
