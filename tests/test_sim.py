@@ -145,3 +145,10 @@ def test_soak(nodes: int) -> None:
 def test_soak_harsh_profile_without_planted_bugs(nodes: int) -> None:
     for seed in range(20_000, 20_200):
         _check(run_simulation(SimConfig.bug_hunting(seed, nodes=nodes)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("nodes", [3, 5])
+def test_soak_session_eviction(nodes: int) -> None:
+    for seed in range(30_000, 30_150):
+        _check(run_simulation(attrs.evolve(_EVICTING, seed=seed, nodes=nodes, steps=1500)))
