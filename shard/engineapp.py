@@ -11,16 +11,20 @@ from typing import Any
 
 import orjson
 
+from clob.codec import encode_events
 from clob.engine import Engine
 
 
 class EngineApplication:
     """Adapter from the matching engine (``clob.engine.Engine``) to :class:`Application`.
 
-    Commands are JSON; the result of a command is ``[events, level_changes]``
-    with events as JSON-ready dicts and level changes as 4-element lists
-    (lists rather than tuples, so a result restored from a snapshot compares
-    equal to a fresh one).
+    Commands are JSON; the result of a command is ``(events, level_changes)``
+    with events as JSON-ready dicts and level changes as the engine's
+    ``(market, side, price, total)`` tuples. Both are packed as MessagePack
+    arrays, so what a client receives is the same as with lists; tuples cost
+    no conversion per command, and once the collector has seen them it stops
+    tracking them. A result restored from a snapshot holds lists instead:
+    only the packed bytes, never the two forms, are compared.
     """
 
     def __init__(self) -> None:
@@ -32,10 +36,8 @@ class EngineApplication:
         except orjson.JSONDecodeError:
             decoded = None  # the engine rejects a non-object command with an event
         engine = self.engine
-        events = engine.execute(decoded, seq)
-        rows = list(map(engine.encode, events))
-        levels = list(map(list, engine.take_level_changes()))
-        return [rows, levels]
+        events = encode_events(engine.execute(decoded, seq), engine.markets)
+        return events, engine.take_level_changes()
 
     def snapshot(self) -> bytes:
         return self.engine.snapshot()

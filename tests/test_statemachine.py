@@ -143,7 +143,7 @@ def test_engine_adapter_numbers_events_by_seq_and_snapshots() -> None:
     assert [o.seq for o in outs] == [1, 2, 2]
     events, levels = outs[1].result
     assert events[0]["type"] == "accepted" and events[0]["seq"] == 2
-    assert levels == [["BTC-USD", "buy", "100", "2"]]
+    assert [list(change) for change in levels] == [["BTC-USD", "buy", "100", "2"]]
     assert outs[2].verdict is Verdict.DUPLICATE and outs[2].result == outs[1].result
     copy = ReplicatedStateMachine(EngineApplication())
     copy.restore(sm.snapshot())
