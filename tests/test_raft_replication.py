@@ -240,3 +240,49 @@ def test_only_term_vote_entries_or_snapshots_must_be_synced() -> None:
     assert [e.data for e in committed.committed_entries] == [b"x"]
     assert not committed.entries and not committed.hard_state_must_sync
     assert not committed.must_sync() and not committed.is_empty()
+
+
+def _commit_x_without_a_ready(c: LockstepCluster) -> int:
+    """Replicate one entry from leader ``a`` and step both acknowledgements into it,
+    stopping before ``a`` builds its next Ready; the entry's index."""
+    a = c.nodes["a"]
+    index, _ = a.propose(b"x")
+    c._handle_ready("a", a)  # persists x and sends it to b and c
+    while c.queue:
+        c.deliver_one()
+    for follower in ("b", "c"):
+        c._handle_ready(follower, c.nodes[follower])  # persist, acknowledge
+    while c.queue:
+        c.deliver_one()  # the acknowledgements reach a: x commits
+    assert a.log.committed == index
+    return index
+
+
+def _next_appends(c: LockstepCluster) -> list[AppendEntries]:
+    """The AppendEntries of leader ``a``'s next Ready (which is then persisted and sent)."""
+    mark = len(c.sent)
+    c._handle_ready("a", c.nodes["a"])
+    return [m for m in c.sent[mark:] if isinstance(m, AppendEntries)]
+
+
+def test_a_commit_rides_on_the_entries_proposed_in_the_same_turn() -> None:
+    c = LockstepCluster(["a", "b", "c"])
+    c.elect("a")
+    index = _commit_x_without_a_ready(c)
+    c.nodes["a"].propose(b"y")  # arrives in the same turn as the acknowledgements
+    appends = _next_appends(c)
+    assert sorted(m.dst for m in appends) == ["b", "c"]  # one each: no commit-only message
+    assert all([e.data for e in m.entries] == [b"y"] and m.commit == index for m in appends)
+    c.process()
+    assert all(c.normal_applied(n) == [b"x", b"y"] for n in c.nodes)
+
+
+def test_an_idle_commit_still_reaches_the_followers_in_the_next_ready() -> None:
+    c = LockstepCluster(["a", "b", "c"])
+    c.elect("a")
+    index = _commit_x_without_a_ready(c)
+    appends = _next_appends(c)
+    assert sorted(m.dst for m in appends) == ["b", "c"]
+    assert all(not m.entries and m.commit == index for m in appends)
+    c.process()
+    assert all(c.normal_applied(n) == [b"x"] for n in c.nodes)

@@ -261,6 +261,8 @@ class Raft(Leadership):
     def ready(self) -> Ready:
         """Hand out the next batch of work; call :meth:`advance` when it is done."""
         assert not self._outstanding, "advance() the previous Ready first"
+        if self.role is Role.LEADER:
+            self._flush_commit()
         hs = self._hard_state()
         soft = self._soft_state()
         lo = self.log.applied + 1

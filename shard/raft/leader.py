@@ -175,8 +175,9 @@ class Leadership:
 
     def _self_persisted(self) -> None:
         me = self.progress.get(self.id)
-        if me is not None and me.maybe_update(self.log.stable) and self._maybe_commit():
-            self._bcast_append()
+        if me is not None:
+            me.maybe_update(self.log.stable)
+            self._maybe_commit()  # followers learn it from _flush_commit
 
     def _maybe_commit(self) -> bool:
         match = {n: pr.match for n, pr in self.progress.items()}
@@ -216,6 +217,19 @@ class Leadership:
         for node in self._peers():
             self._send_append(node)
 
+    def _flush_commit(self) -> None:
+        """Tell every follower the commit index that no AppendEntries has carried yet.
+
+        Called when a Ready is built, not on each commit: under load the entries
+        proposed in the same turn carry the new commit index, so a commit costs
+        no message (and no response) of its own. Idle, it still goes out at
+        once, in the Ready that persists the commit.
+        """
+        committed = self.log.committed
+        for node in self._peers():
+            if self.progress[node].commit_sent < committed:
+                self._send_append(node)
+
     def _bcast_heartbeat(self, context: bytes) -> None:
         for node in self._peers():
             commit = min(self.progress[node].match, self.log.committed)
@@ -246,6 +260,7 @@ class Leadership:
             return False
         msg = AppendEntries(self.id, to, self.term, prev, prev_term, entries, self.log.committed)
         self._send(msg)
+        pr.commit_sent = self.log.committed
         if entries:
             pr.sent_entries(entries[-1].index, sum(len(e.data) for e in entries))
         elif pr.state is ProgressState.PROBE:
@@ -309,7 +324,8 @@ class Leadership:
         if self._maybe_commit():
             if self.role is not Role.LEADER:
                 return  # our own removal committed: we stepped down
-            self._bcast_append()
+            # Followers learn the new commit index from _flush_commit, at the next Ready:
+            # by then the proposals of this turn are appended and carry it.
         elif was_paused:
             self._send_append(m.src)  # it may have missed the latest commit index
         while self._send_append(m.src, send_empty=False):

@@ -69,6 +69,7 @@ class Progress:
         self.snapshot_index = 0  # in SNAPSHOT: index of the snapshot being sent
         self.snapshot_offset = 0  # in SNAPSHOT: next byte to send
         self.snapshot_idle = 0  # ticks since the last chunk, for retransmission
+        self.commit_sent = 0  # the highest commit index an AppendEntries to it carried
 
     def __repr__(self) -> str:
         return f"Progress({self.state.value} match={self.match} next={self.next})"
