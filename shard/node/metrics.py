@@ -10,6 +10,7 @@ from __future__ import annotations
 import prometheus_client as prom
 
 from config.load import parse_address
+from shard.node.gctuning import frozen_objects
 
 ROLES = ("follower", "pre_candidate", "candidate", "leader", "learner")
 
@@ -66,6 +67,11 @@ class NodeMetrics:
             list(labels),
             registry=r,
         ).labels(**labels)
+        self.frozen_objects = gauge(
+            "clob_gc_frozen_objects",
+            "Objects the garbage collector no longer walks (see shard.node.gctuning)",
+        ).labels(**labels)
+        self.frozen_objects.set_function(lambda: float(frozen_objects()))
         self._labels = labels
         self._role_children = {role: self.role.labels(**labels, role=role) for role in ROLES}
         self._followers: set[str] = set()
