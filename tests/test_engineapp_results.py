@@ -127,7 +127,7 @@ def test_replies_and_pushes_carry_events_as_maps_and_level_changes_as_arrays() -
     replica.ring.subscribe(1, subscriber, subscriber.replier("sub"))
     rows = [[client, i + 1, 0, command] for i, command in enumerate(commands)]
     for i in range(len(rows)):
-        replica._waiting[(client, i + 1)] = [waiter.replier(i)]
+        replica.waiters.add((client, i + 1), waiter.replier(i))
     replica._apply_segment((_entry(replica.rsm, rows),))
     reference = Engine()
     expected: list[tuple[int, list[dict[str, Any]], list[list[str]]]] = []

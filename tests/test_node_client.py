@@ -327,7 +327,7 @@ async def test_a_write_to_a_vanished_replica_is_reported_as_connection_lost() ->
     """A replica killed between requests surfaces as ConnectionLost (retried
     elsewhere by ShardClient), never as a raw trio.BrokenResourceError that
     callers would report as an internal error."""
-    from shard.node.client import ConnectionLost, ReplicaConnection
+    from shard.node.connection import ConnectionLost, ReplicaConnection
 
     connection = ReplicaConnection("r1", "127.0.0.1:9")
     connection._stream = _BrokenStream()  # type: ignore[assignment]

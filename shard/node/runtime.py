@@ -53,6 +53,7 @@ from shard.node.reads import ReadQueue
 from shard.node.recovery import build_raft, create_market_command
 from shard.node.ticking import TickClock, WakeTimer
 from shard.node.transport import PeerTransport
+from shard.node.waiters import Waiters
 from shard.observability import get_logger
 from shard.proposals import encode_rows, split_rows
 from shard.raft import NotLeader, ProposalDropped, Raft, Ready, Role
@@ -127,7 +128,7 @@ class Replica:
         self.inbox_dropped = 0
         self.turns = 0  # driver turns (each wake-up that looked for work)
         self._proposals: list[list[Any]] = []  # [client, req, ack, cmd] rows
-        self._waiting: dict[tuple[str, int], list[Reply]] = {}
+        self.waiters = Waiters()
         read_timeout_ticks = max(1, options.read_timeout_ms // cluster.timing.tick_ms)
         self.reads = ReadQueue(name, self.app, self.rsm, read_timeout_ticks)
         self.role = "follower"
@@ -294,7 +295,7 @@ class Replica:
         rows, self._proposals = self._proposals, []
         if raft.role is not Role.LEADER:
             for client, req, _, _ in rows:
-                self._fail_waiters((client, req), self.not_leader_error())
+                self.waiters.fail((client, req), self.not_leader_error())
             return
         options = self.options
         for batch in split_rows(rows, options.max_batch_commands, options.max_batch_bytes):
@@ -309,7 +310,7 @@ class Replica:
                 self.metrics.entries_proposed.inc()
                 continue
             for client, req, _, _ in batch:
-                self._fail_waiters((client, req), error)
+                self.waiters.fail((client, req), error)
 
     async def _handle_ready(self, raft: Raft, ready: Ready) -> None:
         storage = self.storage
@@ -374,11 +375,11 @@ class Replica:
 
     def _apply_segment(self, entries: tuple[Any, ...]) -> None:
         items: list[list[Any]] = []
-        waiting = self._waiting
+        waiting = self.waiters.replies
         new, duplicate = Verdict.NEW, Verdict.DUPLICATE
         for _, client_id, request_no, verdict, result, seq in self.rsm.apply_rows(entries):
             if verdict is not new and verdict is not duplicate:
-                self._session_outcome(client_id, request_no, verdict, result)
+                self.waiters.session_outcome(client_id, request_no, verdict, result)
                 continue
             events, levels = result
             if verdict is new:
@@ -392,23 +393,6 @@ class Replica:
                 self.log.info("bootstrap command applied", seq=seq, events=str(events))
         self.ring.publish(items)
         self.metrics.commands_applied.inc(len(items))
-
-    def _session_outcome(
-        self, client_id: str, request_no: int, verdict: Verdict, result: str | None
-    ) -> None:
-        """Answer a registration, or a proposal the session table refused."""
-        key = (client_id, request_no)
-        if verdict is Verdict.REGISTERED:
-            assert result is not None
-            for reply in self._waiting.pop(key, ()):
-                reply({"t": "registered", "client": result})
-        elif verdict is Verdict.NO_SESSION:
-            self._fail_waiters(key, protocol.no_session(client_id))
-        else:
-            # EXPIRED: below the session's acknowledged mark (a very late retry, or
-            # the client's window outgrew the session table): applied before and
-            # forgotten, or dropped now. The client cannot know which.
-            self._fail_waiters(key, protocol.forgotten())
 
     def _checkpoint(self) -> Checkpoint:
         """Snapshot the state machine now (between entries) and record its digest."""
@@ -475,9 +459,7 @@ class Replica:
         kind = "disk full" if isinstance(exc, StorageFull) else "storage error"
         self.failure = f"{kind}: {exc}"
         self.log.error("storage failed; no more acknowledgements", error=str(exc))
-        error = protocol.error(protocol.UNAVAILABLE, self.failure)
-        for key in list(self._waiting):
-            self._fail_waiters(key, error)
+        self.waiters.fail_all(protocol.error(protocol.UNAVAILABLE, self.failure))
 
     # -- ReplicaService (the client server calls these) ----------------------
 
@@ -505,9 +487,9 @@ class Replica:
             for *_, reply in items:
                 reply(dict(error))
             return
-        waiting, proposals = self._waiting, self._proposals
+        add, proposals = self.waiters.add, self._proposals
         for client, req, ack, cmd, reply in items:
-            waiting.setdefault((client, req), []).append(reply)
+            add((client, req), reply)
             proposals.append([client, req, ack, cmd])
         self._wake.set()
 
@@ -520,10 +502,6 @@ class Replica:
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self.ring.unsubscribe(subscriber)
-
-    def _fail_waiters(self, key: tuple[str, int], error: protocol.Message) -> None:
-        for reply in self._waiting.pop(key, ()):
-            reply(dict(error))
 
     def query(self, cmd: bytes, reply: Reply) -> None:
         refusal = self._refusal()
@@ -589,8 +567,7 @@ class Replica:
             # Our in-flight proposals may still commit under the new leader; the
             # clients retry there with the same idempotency keys.
             error = self.not_leader_error()
-            for key in list(self._waiting):
-                self._fail_waiters(key, error)
+            self.waiters.fail_all(error)
             self.reads.fail_all(error)
 
     def _leader_digest(self, src: str, payload: dict[str, Any]) -> None:
