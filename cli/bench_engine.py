@@ -31,7 +31,7 @@ import clob
 from cli.apps import bench_app
 from cli.engine_workload import MARKETS, START_MID, WorkloadGenerator, resting_orders
 from clob.engine import Engine
-from shard.node.gctuning import tune_for_throughput
+from shard.node.gctuning import tune_for_throughput, untune
 
 Command = dict[str, Any]
 
@@ -189,8 +189,7 @@ def bench_engine(
     try:
         result = _measure(setup, mixed, resting, deep)
     finally:  # leave the collector as it was (the command also runs inside tests)
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)
+        untune(thresholds)
     result["engine_build"] = clob.build_kind()
     result["gc"] = gc_policy
     result["seed"] = seed

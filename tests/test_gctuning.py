@@ -56,3 +56,31 @@ def test_the_frozen_population_is_a_metric() -> None:
     rendered = metrics.render().decode()
     line = next(x for x in rendered.splitlines() if x.startswith("clob_gc_frozen_objects{"))
     assert float(line.rsplit(" ", 1)[1]) >= 0
+
+
+_UNDO = textwrap.dedent(
+    """
+    import gc
+    from shard.node.gctuning import frozen_objects, tune_for_throughput, untune
+
+    thresholds = gc.get_threshold()
+    class Kept:
+        pass
+    holder = [Kept()]
+    tune_for_throughput()
+    assert holder not in gc.get_referrers(holder[0])  # frozen: invisible to the collector
+    untune(thresholds)
+    assert gc.get_threshold() == thresholds and frozen_objects() == 0
+    assert not [c for c in gc.callbacks if "freeze" in getattr(c, "__name__", "")]
+    assert holder in gc.get_referrers(holder[0])
+    print("ok")
+    """
+)
+
+
+def test_untune_thaws_everything_for_code_that_runs_on() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _UNDO], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ok"]

@@ -42,6 +42,18 @@ def tune_for_throughput() -> None:
         gc.callbacks.append(_freeze_survivors)
 
 
+def untune(thresholds: tuple[int, int, int]) -> None:
+    """Undo :func:`tune_for_throughput`: for commands that also run inside tests.
+
+    Frozen objects are invisible to ``gc.get_referrers`` (hypothesis relies on
+    it), so a process that goes on running other code must thaw them.
+    """
+    if _freeze_survivors in gc.callbacks:
+        gc.callbacks.remove(_freeze_survivors)
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
+
+
 def _freeze_survivors(phase: str, info: dict[str, Any]) -> None:
     if phase == "stop":
         gc.freeze()
