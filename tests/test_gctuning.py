@@ -8,6 +8,16 @@ import textwrap
 
 from shard.node.metrics import NodeMetrics
 
+
+def _passes_in_a_fresh_process(code: str) -> None:
+    """Run ``code`` in its own interpreter: collector settings are process-wide."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ok"]
+
+
 _PROBE = textwrap.dedent(
     """
     import gc
@@ -44,11 +54,7 @@ _PROBE = textwrap.dedent(
 
 
 def test_survivors_of_a_young_collection_are_frozen_and_cycles_still_die() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", _PROBE], capture_output=True, text=True, check=False, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["ok"]
+    _passes_in_a_fresh_process(_PROBE)
 
 
 def test_the_frozen_population_is_a_metric() -> None:
@@ -79,8 +85,4 @@ _UNDO = textwrap.dedent(
 
 
 def test_untune_thaws_everything_for_code_that_runs_on() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", _UNDO], capture_output=True, text=True, check=False, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["ok"]
+    _passes_in_a_fresh_process(_UNDO)

@@ -161,6 +161,16 @@ class ShardClient:
         if expired and self.session == session:
             self.session = None
 
+    async def _submits(self, reqs: list[int], commands: list[Any]) -> list[protocol.Message]:
+        """The submit requests of ``commands`` under this client's session (registering
+        first if it has none), request numbers ``reqs``."""
+        client = await self._session_id()
+        ack = self._ack_below()
+        return [
+            {"t": "submit", "client": client, "req": req, "ack": ack, "cmd": encode_command(c)}
+            for req, c in zip(reqs, commands, strict=True)
+        ]
+
     def _ack_below(self) -> int:
         """Every request number below this has its answer; the group may forget them.
 
@@ -176,13 +186,7 @@ class ShardClient:
         """Commit and apply ``command`` exactly once; its seq and events."""
         req = await self._allocate()
         try:
-            message = {
-                "t": "submit",
-                "client": await self._session_id(),
-                "req": req,
-                "ack": self._ack_below(),
-                "cmd": encode_command(command),
-            }
+            [message] = await self._submits([req], [command])
             reply = await self._to_leader(message)
         finally:
             self._finish(req)
@@ -205,12 +209,7 @@ class ShardClient:
             raise ValueError(f"at most {_MAX_BATCH} commands per submit_many")
         reqs = [await self._allocate() for _ in commands]
         try:
-            client = await self._session_id()
-            ack = self._ack_below()
-            messages = [
-                {"t": "submit", "client": client, "req": req, "ack": ack, "cmd": encode_command(c)}
-                for req, c in zip(reqs, commands, strict=True)
-            ]
+            messages = await self._submits(reqs, commands)
             replies = await self._batch_to_leader(messages)
         finally:
             for req in reqs:
@@ -254,12 +253,7 @@ class ShardClient:
             raise ValueError(f"at most {_MAX_BATCH} commands per submit_ordered")
         reqs = [await self._allocate() for _ in commands]
         try:
-            client = await self._session_id()
-            ack = self._ack_below()
-            messages = [
-                {"t": "submit", "client": client, "req": req, "ack": ack, "cmd": encode_command(c)}
-                for req, c in zip(reqs, commands, strict=True)
-            ]
+            messages = await self._submits(reqs, commands)
             answers = await self._first_attempt(messages)
             ok = [a is not None and a.get("t") != "error" for a in answers]
             last_ok = max((i for i, good in enumerate(ok) if good), default=-1)
