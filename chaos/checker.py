@@ -293,11 +293,15 @@ def check_replay(
     logs: Mapping[str, CommittedLog],
     engine_factory: Callable[[], EngineLike],
     prelude: Mapping[str, Sequence[dict[str, Any]]] | None = None,
+    engine_restore: Callable[[bytes], EngineLike] | None = None,
 ) -> list[Violation]:
-    """Replaying each market's committed commands through a fresh engine gives the same events.
+    """Replaying each market's committed commands through an engine gives the same events.
 
-    ``prelude`` holds commands applied before seq 1 (a market created outside
-    the log). Logs without commands, or not starting at seq 1, are skipped.
+    The replay starts from a fresh engine at seq 1, after ``prelude`` (commands
+    applied before seq 1: a market created outside the log). When the commands
+    are known only after a snapshot (the replicas compacted their logs), it
+    starts from that snapshot's state (``log.base``, through ``engine_restore``).
+    Logs with no such starting point are skipped (``check_all`` says so).
     """
     out: list[Violation] = []
     told: dict[tuple[str, int], Operation] = {
@@ -306,12 +310,18 @@ def check_replay(
         if op.outcome == "ok" and op.is_command and op.seq is not None
     }
     for market, log in logs.items():
-        if not log.has_commands() or log.first_seq != 1:
+        start = log.replay_start()
+        if start is None:
             continue
-        engine = engine_factory()
-        for command in (prelude or {}).get(market, ()):
-            engine.execute(command, 0)
-        for seq in range(1, log.last_seq + 1):
+        if start == 1:
+            engine = engine_factory()
+            for command in (prelude or {}).get(market, ()):
+                engine.execute(command, 0)
+        elif engine_restore is not None and log.base is not None:
+            engine = engine_restore(log.base.snapshot)
+        else:
+            continue
+        for seq in range(start, log.last_seq + 1):
             entry = log.entries[seq]
             events = [engine.encode(e) for e in engine.execute(entry.command, seq)]
             if events != list(entry.events):
@@ -434,6 +444,7 @@ def check_all(
     statuses: Mapping[str, Sequence[NodeStatus]],
     engine_factory: Callable[[], EngineLike] | None = None,
     prelude: Mapping[str, Sequence[dict[str, Any]]] | None = None,
+    engine_restore: Callable[[bytes], EngineLike] | None = None,
 ) -> CheckReport:
     """Run every check; ``notes`` say which ones could not run in full and why."""
     notes: list[str] = []
@@ -443,8 +454,16 @@ def check_all(
                 f"{market}: committed log readable only from seq {log.first_seq}; "
                 "earlier acknowledgements and queries were not checked"
             )
-        if engine_factory is not None and not log.has_commands():
+        if engine_factory is None:
+            continue
+        start = log.replay_start()
+        if start is None or (start > 1 and engine_restore is None):
             notes.append(f"{market}: committed commands unavailable; replay check skipped")
+        elif start > 1:
+            notes.append(
+                f"{market}: the replicas compacted the commands before seq {start} into a "
+                f"snapshot; replayed seq {start}..{log.last_seq} from that snapshot's state"
+            )
     violations = [
         *check_acknowledged(ops, logs),
         *check_no_duplicates(ops, logs),
@@ -454,5 +473,5 @@ def check_all(
         *check_streams(subscriptions, logs),
     ]
     if engine_factory is not None:
-        violations += check_replay(ops, logs, engine_factory, prelude)
+        violations += check_replay(ops, logs, engine_factory, prelude, engine_restore)
     return CheckReport(tuple(violations), tuple(notes))

@@ -22,6 +22,7 @@ import orjson
 import trio
 
 from chaos.checker import CommittedEntry, CommittedLog
+from chaos.committed import EngineBase
 from chaos.supervisor import ChaosCluster
 from config.schema import MarketConfig
 from shard.engineapp import EngineApplication
@@ -112,8 +113,10 @@ def read_offline(market: str, data_dir: Path, upto_seq: int | None = None) -> Co
     try:
         app = _RecordingApplication()
         machine = ReplicatedStateMachine(app)
+        base: EngineBase | None = None
         if recovered.snapshot is not None:
             machine.restore(recovered.snapshot.data)
+            base = EngineBase(machine.seq, app.snapshot())
         first_seq = machine.seq + 1
         commit = recovered.hard_state.commit
         for entry in recovered.entries:
@@ -124,8 +127,8 @@ def read_offline(market: str, data_dir: Path, upto_seq: int | None = None) -> Co
     finally:
         storage.close()
     if not entries:
-        return CommittedLog(market, {}, first_seq, first_seq - 1)
-    return CommittedLog.from_entries(market, entries)
+        return CommittedLog(market, {}, first_seq, first_seq - 1, base)
+    return CommittedLog.from_entries(market, entries, base)
 
 
 def merge_logs(
@@ -144,4 +147,4 @@ def merge_logs(
         CommittedEntry(e.seq, e.events, commands[e.seq].command if e.seq in commands else None)
         for e in best
     ]
-    return CommittedLog.from_entries(market, merged)
+    return CommittedLog.from_entries(market, merged, offline.base if offline else None)

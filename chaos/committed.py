@@ -35,6 +35,19 @@ class CommittedEntry:
 
 
 @attrs.frozen
+class EngineBase:
+    """An engine state to replay from: its snapshot, taken right after applying ``seq``.
+
+    A replica that compacted its log keeps the commands only after its
+    snapshot; replaying them from the snapshot's state still checks every
+    later command (``chaos.checker.check_replay``).
+    """
+
+    seq: int
+    snapshot: bytes
+
+
+@attrs.frozen
 class CommittedLog:
     """A market's committed commands from ``first_seq`` to ``last_seq`` without a gap."""
 
@@ -42,23 +55,40 @@ class CommittedLog:
     entries: Mapping[int, CommittedEntry]
     first_seq: int = 1
     last_seq: int = 0
+    base: EngineBase | None = None  # where replaying the commands may start, if not seq 1
 
     @classmethod
-    def from_entries(cls, market: str, entries: Iterable[CommittedEntry]) -> CommittedLog:
+    def from_entries(
+        cls, market: str, entries: Iterable[CommittedEntry], base: EngineBase | None = None
+    ) -> CommittedLog:
         by_seq = {e.seq: e for e in entries}
         if not by_seq:
-            return cls(market, {}, 1, 0)
+            return cls(market, {}, 1, 0, base)
         first = min(by_seq)
         last = first
         while last + 1 in by_seq:
             last += 1
-        return cls(market, {s: e for s, e in by_seq.items() if s <= last}, first, last)
+        return cls(market, {s: e for s, e in by_seq.items() if s <= last}, first, last, base)
 
     def covers(self, seq: int) -> bool:
         return self.first_seq <= seq <= self.last_seq
 
     def has_commands(self) -> bool:
         return bool(self.entries) and all(e.command is not None for e in self.entries.values())
+
+    def replay_start(self) -> int | None:
+        """The first seq from which every command to ``last_seq`` is known and an engine
+        state to start from exists (seq 1: an empty engine; later: ``base``), else None."""
+        if not self.entries:
+            return None
+        start = self.last_seq + 1
+        while start - 1 >= self.first_seq and self.entries[start - 1].command is not None:
+            start -= 1
+        if start == 1:
+            return 1
+        if self.base is not None and start <= self.base.seq + 1 <= self.last_seq:
+            return self.base.seq + 1
+        return None
 
 
 def redact(events: Iterable[Event], user: str) -> list[Event]:

@@ -232,7 +232,7 @@ async def run_chaos(settings: ChaosSettings, progress: Progress) -> ChaosResult:
         }
         logs[market] = merge_logs(market, events, _best(offline[market]))
     report: CheckReport = check_all(
-        history.operations, history.subscriptions, logs, statuses, Engine
+        history.operations, history.subscriptions, logs, statuses, Engine, None, Engine.restore
     )
     violations += report.violations
     notes += report.notes

@@ -7,12 +7,15 @@ from pathlib import Path
 
 import orjson
 
-from chaos.checker import CommittedEntry
+from chaos.checker import CommittedEntry, check_replay
 from chaos.collect import merge_logs, read_offline
 from chaos.faults import FAULT_KINDS, plan_faults
+from clob.engine import Engine
+from shard.engineapp import EngineApplication
 from shard.proposals import Proposal, encode_batch
-from shard.records import Entry, EntryKind, HardState
+from shard.records import Entry, EntryKind, HardState, Membership, SnapshotMeta
 from shard.sessions import REGISTER, session_id
+from shard.statemachine import ReplicatedStateMachine
 from shard.storage import open_storage
 
 MARKETS = ["BTC-USD", "ETH-USD"]
@@ -80,3 +83,66 @@ def test_offline_reader_returns_committed_commands_once(tmp_path: Path) -> None:
     # no replica could stream from seq 1: the data directory's copy stands in
     fallback = merge_logs("BTC-USD", {"r1": []}, log)
     assert fallback.has_commands() and fallback.last_seq == 3
+
+
+def test_offline_reader_after_a_snapshot_gives_the_state_to_replay_from(tmp_path: Path) -> None:
+    """A compacted log keeps only the commands after its snapshot; the snapshot's engine
+    state comes with them, and replaying them from it gives the events the replica applied."""
+    create = orjson.dumps(
+        {"type": "create_market", "market": "BTC-USD", "tick_size": "0.01", "lot_size": "0.001"}
+    )
+    gw = session_id("gw", 2, 0)
+    batches = [
+        [Proposal("gw", REGISTER, 0, b""), Proposal(gw, 1, 1, create)],
+        [Proposal(gw, 2, 2, _command(1)), Proposal(gw, 3, 2, _command(2))],
+        [Proposal(gw, 4, 4, _command(3))],
+        [Proposal(gw, 5, 5, _command(4))],
+    ]
+    entries = [Entry(1, 1, EntryKind.NOOP, b"")] + [
+        Entry(1, i, EntryKind.NORMAL, encode_batch(b)) for i, b in enumerate(batches, start=2)
+    ]
+    machine = ReplicatedStateMachine(EngineApplication())
+    for entry in entries[:3]:  # through index 3: seqs 1..3
+        machine.apply_entry(entry)
+    storage, _ = open_storage(tmp_path, "none")
+    storage.append(entries)
+    storage.set_hard_state(HardState(term=1, vote="r1", commit=5))
+    storage.save_snapshot(SnapshotMeta(3, 1, Membership(("r1",))), machine.snapshot())
+    storage.sync()
+    storage.close()
+
+    log = read_offline("BTC-USD", tmp_path)
+    assert (log.first_seq, log.last_seq) == (4, 5)
+    assert log.base is not None and log.base.seq == 3
+    # the live replica streamed every event from seq 1; commands are known from seq 4 only
+    recorder = _Recorder()
+    full = ReplicatedStateMachine(recorder)
+    for entry in entries:
+        full.apply_entry(entry)
+    live = {"r1": [CommittedEntry(seq, events) for seq, events in recorder.events]}
+    merged = merge_logs("BTC-USD", live, log)
+    assert not merged.has_commands() and merged.replay_start() == 4
+    assert check_replay([], {"BTC-USD": merged}, Engine, None, Engine.restore) == []
+    assert check_replay([], {"BTC-USD": merged}, Engine) == []  # no way to restore: skipped
+    # a replica that applied something else after the snapshot is caught
+    wrong = dict(merged.entries[5].events[0], price="99.00")
+    tampered = merge_logs(
+        "BTC-USD",
+        {"r1": [*live["r1"][:4], CommittedEntry(5, (wrong, *merged.entries[5].events[1:]))]},
+        log,
+    )
+    found = check_replay([], {"BTC-USD": tampered}, Engine, None, Engine.restore)
+    assert [v.kind for v in found] == ["replay_mismatch"] and "seq 5" in found[0].message
+
+
+class _Recorder(EngineApplication):
+    """Keeps every applied seq's encoded events, as a replica's event stream would give them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[tuple[int, tuple[dict[str, object], ...]]] = []
+
+    def apply(self, seq: int, command: bytes) -> object:
+        result = super().apply(seq, command)
+        self.events.append((seq, tuple(result[0])))
+        return result
