@@ -301,7 +301,8 @@ def check_replay(
     applied before seq 1: a market created outside the log). When the commands
     are known only after a snapshot (the replicas compacted their logs), it
     starts from that snapshot's state (``log.base``, through ``engine_restore``).
-    Logs with no such starting point are skipped (``check_all`` says so).
+    It runs while the commands are known (``CommittedLog.replay_range``); logs
+    with no starting point are skipped (``check_all`` says so).
     """
     out: list[Violation] = []
     told: dict[tuple[str, int], Operation] = {
@@ -310,9 +311,10 @@ def check_replay(
         if op.outcome == "ok" and op.is_command and op.seq is not None
     }
     for market, log in logs.items():
-        start = log.replay_start()
-        if start is None:
+        span = log.replay_range()
+        if span is None:
             continue
+        start, stop = span
         if start == 1:
             engine = engine_factory()
             for command in (prelude or {}).get(market, ()):
@@ -321,7 +323,7 @@ def check_replay(
             engine = engine_restore(log.base.snapshot)
         else:
             continue
-        for seq in range(start, log.last_seq + 1):
+        for seq in range(start, stop + 1):
             entry = log.entries[seq]
             events = [engine.encode(e) for e in engine.execute(entry.command, seq)]
             if events != list(entry.events):
@@ -456,13 +458,20 @@ def check_all(
             )
         if engine_factory is None:
             continue
-        start = log.replay_start()
-        if start is None or (start > 1 and engine_restore is None):
+        span = log.replay_range()
+        if span is None or (span[0] > 1 and engine_restore is None):
             notes.append(f"{market}: committed commands unavailable; replay check skipped")
-        elif start > 1:
+            continue
+        start, stop = span
+        if start > 1:
             notes.append(
                 f"{market}: the replicas compacted the commands before seq {start} into a "
-                f"snapshot; replayed seq {start}..{log.last_seq} from that snapshot's state"
+                f"snapshot; replayed seq {start}..{stop} from that snapshot's state"
+            )
+        if stop < log.last_seq:
+            notes.append(
+                f"{market}: commands known only up to seq {stop} (the data directories' "
+                f"commit index); seqs {stop + 1}..{log.last_seq} were not replayed"
             )
     violations = [
         *check_acknowledged(ops, logs),

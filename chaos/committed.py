@@ -76,19 +76,20 @@ class CommittedLog:
     def has_commands(self) -> bool:
         return bool(self.entries) and all(e.command is not None for e in self.entries.values())
 
-    def replay_start(self) -> int | None:
-        """The first seq from which every command to ``last_seq`` is known and an engine
-        state to start from exists (seq 1: an empty engine; later: ``base``), else None."""
-        if not self.entries:
+    def replay_range(self) -> tuple[int, int] | None:
+        """The seqs ``(first, last)`` a replay can check: it starts where an engine state is
+        known (seq 1: an empty engine; later: right after ``base``) and runs while the
+        commands are known (a data directory's commit index may lag the live replicas)."""
+        if self.covers(1) and self.entries[1].command is not None:
+            first = 1
+        elif self.base is not None and self.covers(self.base.seq + 1):
+            first = self.base.seq + 1
+        else:
             return None
-        start = self.last_seq + 1
-        while start - 1 >= self.first_seq and self.entries[start - 1].command is not None:
-            start -= 1
-        if start == 1:
-            return 1
-        if self.base is not None and start <= self.base.seq + 1 <= self.last_seq:
-            return self.base.seq + 1
-        return None
+        last = first - 1
+        while last < self.last_seq and self.entries[last + 1].command is not None:
+            last += 1
+        return (first, last) if last >= first else None
 
 
 def redact(events: Iterable[Event], user: str) -> list[Event]:

@@ -385,7 +385,7 @@ def test_commands_compacted_into_a_snapshot_are_replayed_from_its_state() -> Non
         [attrs.evolve(e, command=None) if s <= 3 else e for s, e in log.entries.items()],
         EngineBase(3, engine.snapshot()),
     )
-    assert compacted.replay_start() == 4
+    assert compacted.replay_range() == (4, log.last_seq)
     report = check_all(
         run.ops, run.subs, {M: compacted}, run.statuses, Engine, None, Engine.restore
     )
@@ -410,4 +410,22 @@ def test_a_snapshot_after_the_known_commands_gives_no_replay() -> None:
         [attrs.evolve(e, command=None) if s <= 5 else e for s, e in log.entries.items()],
         EngineBase(2, Engine().snapshot()),  # commands 3..5 unknown: nothing to replay from
     )
-    assert later.replay_start() is None
+    assert later.replay_range() is None
+
+
+def test_replay_stops_where_the_known_commands_stop() -> None:
+    """A data directory's commit index may lag the live replicas: the known prefix is
+    replayed (and a bad event in it caught), the rest is noted."""
+    run = simulate()
+    log = run.logs[M]
+    short = CommittedLog.from_entries(
+        M, [attrs.evolve(e, command=None) if s >= 6 else e for s, e in log.entries.items()]
+    )
+    assert short.replay_range() == (1, 5)
+    report = check_all(run.ops, run.subs, {M: short}, run.statuses, Engine, None, Engine.restore)
+    assert report.violations == ()
+    assert any(f"seqs 6..{log.last_seq} were not replayed" in note for note in report.notes)
+    entry = short.entries[5]
+    bad = attrs.evolve(entry, events=(dict(entry.events[0], qty="9"), *entry.events[1:]))
+    tampered = CommittedLog(M, {**short.entries, 5: bad}, short.first_seq, short.last_seq)
+    assert [v.kind for v in check_replay([], {M: tampered}, Engine)] == ["replay_mismatch"]

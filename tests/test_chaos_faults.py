@@ -121,7 +121,7 @@ def test_offline_reader_after_a_snapshot_gives_the_state_to_replay_from(tmp_path
         full.apply_entry(entry)
     live = {"r1": [CommittedEntry(seq, events) for seq, events in recorder.events]}
     merged = merge_logs("BTC-USD", live, log)
-    assert not merged.has_commands() and merged.replay_start() == 4
+    assert not merged.has_commands() and merged.replay_range() == (4, 5)
     assert check_replay([], {"BTC-USD": merged}, Engine, None, Engine.restore) == []
     assert check_replay([], {"BTC-USD": merged}, Engine) == []  # no way to restore: skipped
     # a replica that applied something else after the snapshot is caught
