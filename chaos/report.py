@@ -78,7 +78,13 @@ def format_report(
     messages = sum(len(s.messages) for s in history.subscriptions)
     lines.append(f"stream sessions checked: {len(history.subscriptions)} ({messages} messages)")
     for market, log in sorted(logs.items()):
-        replay = "with commands" if log.has_commands() else "events only"
+        span = log.replay_range()
+        if log.has_commands():
+            replay = "with commands"
+        elif span is not None:
+            replay = f"commands of seqs {span[0]}..{span[1]}"
+        else:
+            replay = "events only"
         lines.append(f"committed {market}: seqs {log.first_seq}..{log.last_seq} ({replay})")
     lines += [f"note: {n}" for n in notes]
     lines.append("")

@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from chaos.checker import CommittedEntry, CommittedLog, Violation
+from chaos.committed import EngineBase
 from chaos.history import FaultRecord, History
 from chaos.report import first_ack_after, format_report
 from chaos.topology import build_cluster, with_peer_addresses
@@ -63,6 +64,15 @@ def test_report_counts_outcomes_faults_and_violations() -> None:
     assert total.split() == ["total", "1", "1", "1"]
     bad = format_report(history, start, logs, [Violation("lost_ack", "BTC-USD", "seq 9 lost")])
     assert "violations: 1 (lost_ack 1)" in bad and "seq 9 lost" in bad
+    assert "committed BTC-USD: seqs 1..1 (events only)" in clean
+    create = {"type": "create_market", "market": "BTC-USD"}
+    known = [CommittedEntry(1, (), create)]
+    compacted = [CommittedEntry(1, ()), CommittedEntry(2, ()), CommittedEntry(3, (), create)]
+    base = EngineBase(2, b"")
+    cases = [(known, None, "(with commands)"), (compacted, base, "(commands of seqs 3..3)")]
+    for entries, engine_base, shown in cases:
+        log = CommittedLog.from_entries("BTC-USD", entries, engine_base)
+        assert shown in format_report(history, start, {"BTC-USD": log}, [])
 
 
 @pytest.mark.parametrize(
