@@ -55,6 +55,7 @@ class ChaosSettings:
     root: Path | None = None  # run directory; a fresh temporary one when None
     keep: bool = False  # keep the run directory even without violations
     progress_every_s: float = 5.0
+    snapshot_every: int | None = None  # replicas' applied entries between snapshots
 
 
 @attrs.frozen
@@ -179,7 +180,12 @@ async def run_chaos(settings: ChaosSettings, progress: Progress) -> ChaosResult:
     notes: list[str] = []
     run_start_ns = time.monotonic_ns()
     progress(f"chaos run seed {settings.seed}, {settings.seconds:.0f}s, directory {root}")
-    async with open_cluster(root, users=users, durability=settings.durability) as cluster:
+    async with open_cluster(
+        root,
+        users=users,
+        durability=settings.durability,
+        snapshot_every=settings.snapshot_every,
+    ) as cluster:
         await cluster.wait_leaders()
         timing = cluster.config.timing
         election_s = 2 * timing.election_ticks * timing.tick_ms / 1000

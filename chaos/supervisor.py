@@ -270,8 +270,13 @@ async def open_cluster(
     durability: str = "fsync",
     timing: TimingConfig | None = None,
     start: bool = True,
+    snapshot_every: int | None = None,
 ) -> AsyncIterator[ChaosCluster]:
-    """Generate the topology under ``root``, start proxies and processes; stop all on exit."""
+    """Generate the topology under ``root``, start proxies and processes; stop all on exit.
+
+    ``snapshot_every`` (applied entries between a replica's snapshots) is passed to
+    every replica; small values make a short run compact its logs and install snapshots.
+    """
     root.mkdir(parents=True, exist_ok=True)
     cluster = build_cluster(root, durability=durability, timing=timing)
     base = write_config(cluster, root / "cluster.toml")
@@ -292,7 +297,8 @@ async def open_cluster(
                     replica.name,
                     "replica",
                     market.name,
-                    [*command, "node", "--config", str(path), "--node", replica.name],
+                    [*command, "node", "--config", str(path), "--node", replica.name]
+                    + ([] if snapshot_every is None else ["--snapshot-every", str(snapshot_every)]),
                     root / "logs" / f"{replica.name}.log",
                 )
         for gateway in cluster.gateways:

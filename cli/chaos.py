@@ -49,6 +49,12 @@ def chaos(
     ),
     keep: bool = typer.Option(False, help="Keep the run directory even without violations."),
     log_level: str = typer.Option("WARNING", help="Log level of the chaos harness itself."),
+    snapshot_every: int | None = typer.Option(
+        None,
+        min=1,
+        help="Applied entries between the replicas' snapshots (default: the node's); "
+        "small values exercise log compaction and snapshot installs.",
+    ),
 ) -> None:
     """Run seeded faults against a local cluster and check linearizability and durability."""
     try:
@@ -75,6 +81,7 @@ def chaos(
         kinds=kinds,
         root=Path(directory) if directory else None,
         keep=keep,
+        snapshot_every=snapshot_every,
     )
     result = trio.run(run_chaos, settings, typer.echo)
     typer.echo("")
