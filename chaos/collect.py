@@ -14,7 +14,7 @@ Two sources, used together:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +148,22 @@ def merge_logs(
         for e in best
     ]
     return CommittedLog.from_entries(market, merged, offline.base if offline else None)
+
+
+def merge_best(
+    market: str, events: Mapping[str, list[CommittedEntry]], offline: Iterable[CommittedLog]
+) -> CommittedLog:
+    """:func:`merge_logs` with the data directory whose commands let a replay check the most.
+
+    Replicas differ in where their snapshot compacted the log and in how far their
+    persisted commit index got; a lagging one may start earliest and end soonest.
+    """
+    candidates = [merge_logs(market, events, None)]
+    candidates += [merge_logs(market, events, copy) for copy in offline if copy.entries]
+
+    def checked(log: CommittedLog) -> tuple[int, int]:
+        span = log.replay_range()
+        covered = 0 if span is None else span[1] - span[0] + 1
+        return covered, log.last_seq
+
+    return max(candidates, key=checked)  # the first of equals: the earliest listed

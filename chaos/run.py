@@ -28,7 +28,7 @@ from chaos.checker import (
     check_checkpoints,
     check_replica_logs,
 )
-from chaos.collect import fetch_events, merge_logs, read_offline, settle
+from chaos.collect import fetch_events, merge_best, read_offline, settle
 from chaos.faults import heal_everything, plan_faults, run_faults
 from chaos.history import History
 from chaos.kinds import FAULT_KINDS
@@ -164,14 +164,6 @@ async def _restart_and_compare(
     return out
 
 
-def _best(logs: dict[str, CommittedLog]) -> CommittedLog | None:
-    """The copy with commands that starts earliest and reaches furthest."""
-    usable = [log for log in logs.values() if log.entries]
-    if not usable:
-        return None
-    return min(usable, key=lambda log: (log.first_seq, -log.last_seq))
-
-
 async def run_chaos(settings: ChaosSettings, progress: Progress) -> ChaosResult:
     root = settings.root or Path(tempfile.mkdtemp(prefix="clob-chaos-"))
     users = [f"u{i}" for i in range(1, settings.clients + 1)]
@@ -236,7 +228,7 @@ async def run_chaos(settings: ChaosSettings, progress: Progress) -> ChaosResult:
         events: dict[str, list[CommittedEntry]] = {
             name: list(log.entries.values()) for name, log in live[market].items()
         }
-        logs[market] = merge_logs(market, events, _best(offline[market]))
+        logs[market] = merge_best(market, events, offline[market].values())
     report: CheckReport = check_all(
         history.operations, history.subscriptions, logs, statuses, Engine, None, Engine.restore
     )

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import orjson
 
-from chaos.checker import CommittedEntry, check_replay
-from chaos.collect import merge_logs, read_offline
+from chaos.checker import CommittedEntry, CommittedLog, check_replay
+from chaos.collect import merge_best, merge_logs, read_offline
 from chaos.faults import FAULT_KINDS, plan_faults
 from clob.engine import Engine
 from shard.engineapp import EngineApplication
@@ -133,6 +133,12 @@ def test_offline_reader_after_a_snapshot_gives_the_state_to_replay_from(tmp_path
     )
     found = check_replay([], {"BTC-USD": tampered}, Engine, None, Engine.restore)
     assert [v.kind for v in found] == ["replay_mismatch"] and "seq 5" in found[0].message
+    # a replica whose persisted commit index lags gives fewer commands: the other is used
+    lagging = CommittedLog.from_entries("BTC-USD", [log.entries[4]], log.base)
+    assert merge_logs("BTC-USD", live, lagging).replay_range() == (4, 4)
+    for copies in ([lagging, log], [log, lagging]):
+        assert merge_best("BTC-USD", live, copies).replay_range() == (4, 5)
+    assert merge_best("BTC-USD", live, []).replay_range() is None
 
 
 class _Recorder(EngineApplication):
