@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any, Final, Literal, overload
 
-from clob.decimals import is_decimal
+from clob.decimals import MAX_DECIMAL_CHARS, is_decimal
 from clob.events import (
     BAD_COMMAND,
     INVALID_PRICE,
@@ -29,6 +29,10 @@ from clob.events import (
 from clob.market import CANCEL_BOTH, CANCEL_MAKER, CANCEL_TAKER, FOK, GTC, IOC, Market
 
 MARKET_NAME: Final = re.compile(r"[A-Z0-9-]{1,32}")
+# The grammar of clob.decimals.is_decimal without its length bound (see long_decimal).
+_PLAIN_DECIMAL: Final = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+# A well-formed decimal too long to convert: it names no valid step count.
+OUT_OF_RANGE: Final = "0"
 MAX_USER_CHARS: Final = 64
 MAX_CLIENT_ORDER_ID_CHARS: Final = 64
 DEFAULT_FILLS_LIMIT: Final = 100
@@ -67,15 +71,40 @@ def optional_market_field(cmd: Command) -> str | None:
     return market
 
 
+def long_decimal(text: str, key: str) -> str:
+    """``text``, a plain decimal of any length, in the shortest form the engine converts.
+
+    Used for a string that failed :func:`is_decimal`, which refuses strings over
+    ``MAX_DECIMAL_CHARS`` so that ``int()`` never meets thousands of digits: such
+    a string may still be a well-formed decimal (``"1.000…0"``, ``"000…5"``), and
+    ENGINE.md makes that a value error (``invalid_qty`` / ``invalid_price``) or a
+    valid value, never ``bad_command``. Also used for tick and lot sizes, whose
+    shortest form is what snapshots store and check. Leading and trailing zeros
+    are dropped with string operations only; a value whose shortest form is still
+    over ``MAX_DECIMAL_CHARS`` is out of range (:data:`OUT_OF_RANGE`). Raises
+    ``bad_command`` for text that is not a plain decimal at all.
+    """
+    if _PLAIN_DECIMAL.fullmatch(text) is None:
+        raise bad(f"'{key}' must be a decimal number in a string")
+    negative = text.startswith("-")
+    whole, _, frac = (text[1:] if negative else text).partition(".")
+    whole = whole.lstrip("0")
+    frac = frac.rstrip("0")
+    if not whole and not frac:
+        return OUT_OF_RANGE
+    canonical = ("-" if negative else "") + (whole or "0") + ("." + frac if frac else "")
+    return canonical if len(canonical) <= MAX_DECIMAL_CHARS else OUT_OF_RANGE
+
+
 def decimal_field(cmd: Command, key: str, required: bool) -> str | None:
     value = cmd.get(key)
     if value is None:
         if required:
             raise bad(f"'{key}' is required")
         return None
-    if type(value) is not str or not is_decimal(value):
+    if type(value) is not str:
         raise bad(f"'{key}' must be a decimal number in a string")
-    return value
+    return value if is_decimal(value) else long_decimal(value, key)
 
 
 def int_field(cmd: Command, key: str) -> int | None:
@@ -103,7 +132,8 @@ def parse_create_market(cmd: Command) -> tuple[str, str, str]:
     tick = decimal_field(cmd, "tick_size", True)
     lot = decimal_field(cmd, "lot_size", True)
     assert tick is not None and lot is not None
-    return name, tick, lot
+    # ".000…1" passes is_decimal in 100 characters but is "0.000…1" in 101 once stored
+    return name, long_decimal(tick, "tick_size"), long_decimal(lot, "lot_size")
 
 
 NewOrderArgs = tuple[Market, str, "str | None", bool, "int | None", int, str, bool, str]
@@ -166,14 +196,14 @@ def parse_new_order(cmd: Command, markets: dict[str, Market]) -> NewOrderArgs:
     if market is not None:
         qty = market.lot.known.get(qty_text)
     if qty is None and not is_decimal(qty_text):
-        raise bad("'qty' must be a decimal number in a string")
+        qty_text = long_decimal(qty_text, "qty")
     if price_text is not None:
         if type(price_text) is not str:
             raise bad("'price' must be a decimal number in a string")
         if market is not None:
             price = market.tick.known.get(price_text)
         if price is None and not is_decimal(price_text):
-            raise bad("'price' must be a decimal number in a string")
+            price_text = long_decimal(price_text, "price")
     if tif is not None and (type(tif) is not str or tif not in _TIFS):
         raise bad("'tif' must be 'gtc', 'ioc' or 'fok'")
     if post_only is None:
@@ -273,14 +303,14 @@ def parse_amend(
         if market is not None:
             qty = market.lot.known.get(qty_text)
         if qty is None and not is_decimal(qty_text):
-            raise bad("'qty' must be a decimal number in a string")
+            qty_text = long_decimal(qty_text, "qty")
     if price_text is not None:
         if type(price_text) is not str:
             raise bad("'price' must be a decimal number in a string")
         if market is not None:
             price = market.tick.known.get(price_text)
         if price is None and not is_decimal(price_text):
-            raise bad("'price' must be a decimal number in a string")
+            price_text = long_decimal(price_text, "price")
     if market is None:
         raise Reject(UNKNOWN_MARKET, f"market {cmd['market']!r} does not exist")
     if qty_text is not None:

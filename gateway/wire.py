@@ -30,8 +30,10 @@ Tif = Literal["gtc", "ioc", "fok"]
 Stp = Literal["cancel_taker", "cancel_maker", "cancel_both"]
 ChannelName = Literal["book", "trades", "user"]
 
-# Anything that fails this is surely not a plain decimal; the engine judges the rest.
-_DECIMAL = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)$")
+# A plain decimal exactly as the engine reads one (clob.decimals): an optional minus
+# sign, ASCII digits, at most one point; no plus sign, exponent, space or newline. So
+# every malformed decimal is this gateway's bad_request, never the engine's bad_command.
+_DECIMAL = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 MAX_TEXT = 64  # user names and client order ids (ENGINE.md)
 MAX_FILLS_LIMIT = 1000
 
@@ -190,7 +192,7 @@ def _strict_bool(value: Any, _: type) -> bool:
 
 
 def _decimal_text(value: Any, _: type) -> DecimalText:
-    if not isinstance(value, str) or not _DECIMAL.match(value):
+    if not isinstance(value, str) or _DECIMAL.fullmatch(value) is None:
         raise TypeError(f"expected a decimal number as a string, got {_json_type(value)}")
     return DecimalText(value)
 
