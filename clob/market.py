@@ -11,9 +11,10 @@ from collections.abc import Iterator
 from typing import Any, Final
 
 from clob.book import BookSide, Level, Order
-from clob.decimals import Step
+from clob.decimals import MAX_STEPS, Step
 from clob.events import (
     DUPLICATE_CLIENT_ORDER_ID,
+    INVALID_QTY,
     UNKNOWN_ORDER,
     WOULD_TAKE,
     Accepted,
@@ -458,6 +459,11 @@ class Market:
         order with the same id (refused with ``would_take`` when post-only,
         leaving the order as it was).
         """
+        # An order's filled plus remaining quantity stays below MAX_STEPS, as a new
+        # order's does: amend-and-fill cycles could otherwise grow ``filled`` past
+        # the 64 bits a snapshot stores.
+        if qty is not None and order.filled + qty >= MAX_STEPS:
+            raise Reject(INVALID_QTY, "filled plus remaining quantity would be out of range")
         new_price = order.price if price is None else price
         new_qty = order.qty if qty is None else qty
         side = self.bids if order.is_buy else self.asks

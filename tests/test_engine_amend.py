@@ -163,3 +163,22 @@ def test_amend_precedence_invalid_qty_before_invalid_price_before_unknown_order(
     assert reason(s.send({**base, "order_id": 99, "qty": "1", "price": "0"})) == "invalid_price"
     assert reason(s.send({**base, "order_id": 99, "qty": "1"})) == "unknown_order"
     assert reason(s.send({**base, "order_id": 2, "qty": "1"})) == "unknown_order"  # bob's
+
+
+def test_amend_cannot_push_filled_plus_remaining_out_of_range() -> None:
+    """Amend-and-fill cycles would grow an order's filled quantity without bound (past the
+    64 bits a snapshot stores); filled + remaining stays below 10^18 lots, like a new order."""
+    s = Session()
+    s.market(tick="1", lot="1")
+    top = "999999999999999999"  # the largest quantity in range
+    s.order("maker", "sell", "100", top)
+    s.order("taker", "buy", "100", "999999999999999000")
+    (row,) = s.run(type="amend", market="BTC-USD", user="maker", order_id=1, qty="999")
+    assert types([row]) == ["amended"]  # filled + remaining = 10^18 - 1: allowed
+    (row,) = s.run(type="amend", market="BTC-USD", user="maker", order_id=1, qty="1000")
+    assert reason([row]) == "invalid_qty" and row["order_id"] == 1
+    (order,) = s.orders("maker")
+    assert (order["qty"], order["filled_qty"]) == ("999", "999999999999999000")
+    # still nothing a snapshot cannot hold
+    s.order("taker", "buy", "100", "999")
+    s.engine.restore(s.engine.snapshot())
