@@ -21,6 +21,7 @@ import trio
 
 from gateway import metrics
 from gateway.errors import GatewayError, from_backend, timed_out
+from gateway.fillorder import FillOrder
 from gateway.privacy import redact
 from gateway.routing import Market, merge_command, merge_fills, merge_orders
 from gateway.wire import Fills, RequestId, reply_error, reply_ok
@@ -44,6 +45,7 @@ class Job:
     reply: Callable[[str], object]
     started: float
     fills_limit: int | None = None
+    fill_order: FillOrder | None = None  # notes the fills in command replies; orders fills
     results: dict[str, CommandResult] = attrs.field(factory=dict)
     errors: dict[str, GatewayError] = attrs.field(factory=dict)
 
@@ -75,6 +77,8 @@ class Job:
         else:
             assert result is not None
             self.results[market] = result
+            if self.is_command and self.fill_order is not None:
+                self.fill_order.saw(market, result.events)
         if len(self.results) + len(self.errors) == len(self.commands):
             self._finish(log)
 
@@ -104,7 +108,7 @@ class Job:
         if self.fanout and self.op == "orders":
             return merge_orders(parts, self.user or "")
         if self.fanout and self.op == "fills":
-            return merge_fills(parts, self.user or "", self.fills_limit)
+            return merge_fills(parts, self.user or "", self.fills_limit, self.fill_order)
         result = parts[0][1]
         if not result.events:
             raise AssertionError(f"a query returned no event: {result!r}")

@@ -28,6 +28,7 @@ from sortedcontainers import SortedDict
 
 from gateway import metrics
 from gateway.backend import MarketBackend
+from gateway.fillorder import FillOrder
 from gateway.privacy import redact, users_of
 from gateway.wire import encode
 from shard.node.api import AppliedItem, ShardError, SubscriptionGone
@@ -70,9 +71,17 @@ class Book:
 class MarketFeed:
     """One market's stream state and subscribers; :meth:`run` owns the upstream subscription."""
 
-    def __init__(self, market: str, backend: MarketBackend, *, gateway: str = "gw") -> None:
+    def __init__(
+        self,
+        market: str,
+        backend: MarketBackend,
+        *,
+        gateway: str = "gw",
+        fill_order: FillOrder | None = None,
+    ) -> None:
         self.market = market
         self.backend = backend
+        self.fill_order = fill_order if fill_order is not None else FillOrder()
         self.seq = 0
         self.synced = False  # the book has been loaded once
         self.healthy = False  # the upstream subscription works now
@@ -197,6 +206,7 @@ class MarketFeed:
             changes.append([side, price, qty])
         if changes:
             self._send_update(changes)
+        self.fill_order.saw(self.market, item.events)
         for event in item.events:
             if event.get("type") == "fill" and self._trade_subs:
                 self._send_trade(item.seq, event)

@@ -9,11 +9,11 @@ order) and their results are merged:
   and ``seqs`` each market's seq (the seqs of different markets are unrelated
   counters).
 * ``orders``: by market name, then order id (as the engine orders them).
-* ``fills``: by market name, then trade id. Markets share no clock, so "the
-  order they happened across markets" is not knowable; within a market the
-  order is exact. ``limit`` applies to the merged list and ``next`` is null
-  (ENGINE.md: always null when no market is named); page one market at a time
-  to read everything.
+* ``fills``: oldest first across markets as far as this gateway saw them
+  happen (:mod:`gateway.fillorder`; markets share no clock or seq); within a
+  market the order is exact. ``limit`` applies to the merged list and
+  ``next`` is null (ENGINE.md: always null when no market is named); page one
+  market at a time to read everything.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import attrs
 
 from gateway.backend import MarketBackend
 from gateway.errors import GatewayError
+from gateway.fillorder import FillOrder
 from shard.node.api import CommandResult, Event
 
 
@@ -76,10 +77,18 @@ def merge_orders(parts: Sequence[tuple[str, CommandResult]], user: str) -> dict[
 
 
 def merge_fills(
-    parts: Sequence[tuple[str, CommandResult]], user: str, limit: int | None
+    parts: Sequence[tuple[str, CommandResult]],
+    user: str,
+    limit: int | None,
+    order: FillOrder | None = None,
 ) -> dict[str, Any]:
+    """Each market's oldest fills merged oldest first, as far as ``order`` knows
+    (:mod:`gateway.fillorder`); without it by market, then trade id."""
     fills = [f for _, r in parts for f in r.events[0].get("fills", [])]
-    fills.sort(key=lambda f: (f.get("market", ""), f.get("trade_id", 0)))
+    if order is None:
+        fills.sort(key=lambda f: (f.get("market", ""), f.get("trade_id", 0)))
+    else:
+        fills.sort(key=lambda f: order.key(str(f.get("market", "")), int(f.get("trade_id", 0))))
     if limit is not None:
         fills = fills[:limit]
     return {"type": "fills", **_seqs(parts), "user": user, "fills": fills, "next": None}

@@ -82,7 +82,7 @@ async def test_cancel_all_fans_out_over_markets(tmp_path: Path) -> None:
         assert await c.orders() == []
 
 
-async def test_fills_without_market_merge_by_market_then_trade(tmp_path: Path) -> None:
+async def test_fills_without_market_merge_in_order_and_page_per_market(tmp_path: Path) -> None:
     async with (
         running_gateway(tmp_path) as gw,
         open_client(gw.url, api_key=gw.keys["alice"]) as alice,
@@ -93,10 +93,10 @@ async def test_fills_without_market_merge_by_market_then_trade(tmp_path: Path) -
             await bob.new_order(market, "buy", "1", "5.00")
         fills = (await bob.fills())["fills"]
         assert [(f["market"], f["trade_id"]) for f in fills] == [
-            ("BTC-USD", 1),
             ("ETH-USD", 1),
+            ("BTC-USD", 1),
             ("ETH-USD", 2),
-        ]
+        ]  # as they happened (tests/test_gateway_fillorder.py)
         page = await bob.fills("ETH-USD", limit=1)
         assert len(page["fills"]) == 1 and page["next"] is not None
         rest = await bob.fills("ETH-USD", after=page["next"])
