@@ -14,6 +14,7 @@ Two sources, used together:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from chaos.committed import EngineBase
 from chaos.supervisor import ChaosCluster
 from config.schema import MarketConfig
 from shard.engineapp import EngineApplication
-from shard.node.api import NodeStatus, ShardError
+from shard.node.api import NodeStatus, ShardError, SubscriptionGone
 from shard.node.subscription import Subscription
 from shard.observability import get_logger
 from shard.statemachine import ReplicatedStateMachine
@@ -65,24 +66,45 @@ async def settle(cluster: ChaosCluster, timeout: float = 30.0) -> dict[str, list
 async def fetch_events(
     market: MarketConfig, replica: str, upto_seq: int, timeout: float = 30.0
 ) -> tuple[list[CommittedEntry], str | None]:
-    """One replica's applied events for seqs 1..upto_seq; (entries, problem or None)."""
+    """One replica's applied events for seqs 1..upto_seq; (entries, problem or None).
+
+    A replica restarted from a snapshot keeps events only from there on
+    (``SubscriptionGone``): its events are then read from the oldest seq it
+    keeps, and the problem says so.
+    """
     address = next(r.client for r in market.replicas if r.name == replica)
     entries: list[CommittedEntry] = []
     if upto_seq <= 0:
         return entries, None
     problem: str | None = None
+    start = 1
     with trio.move_on_after(timeout) as scope:
-        try:
-            async with Subscription([(replica, address)], 1, retry_for=5.0) as items:
-                async for item in items:
-                    entries.append(CommittedEntry(item.seq, tuple(item.events)))
-                    if item.seq >= upto_seq:
-                        break
-        except ShardError as exc:
-            problem = f"{replica}: {type(exc).__name__}: {exc}"
+        while True:
+            try:
+                async with Subscription([(replica, address)], start, retry_for=5.0) as items:
+                    async for item in items:
+                        entries.append(CommittedEntry(item.seq, tuple(item.events)))
+                        if item.seq >= upto_seq:
+                            break
+            except SubscriptionGone as exc:
+                oldest = _oldest_kept(str(exc))
+                if start == 1 and not entries and oldest is not None and 1 < oldest <= upto_seq:
+                    problem = f"{replica}: keeps events only from seq {oldest}"
+                    start = oldest
+                    continue
+                problem = f"{replica}: {type(exc).__name__}: {exc}"
+            except ShardError as exc:
+                problem = f"{replica}: {type(exc).__name__}: {exc}"
+            break
     if scope.cancelled_caught:
         problem = f"{replica}: timed out after seq {entries[-1].seq if entries else 0}"
     return entries, problem
+
+
+def _oldest_kept(message: str) -> int | None:
+    """The oldest seq a replica keeps, from its ``SubscriptionGone`` message."""
+    found = re.search(r"oldest kept is (\d+)", message)
+    return int(found.group(1)) if found else None
 
 
 class _RecordingApplication(EngineApplication):
@@ -134,20 +156,40 @@ def read_offline(market: str, data_dir: Path, upto_seq: int | None = None) -> Co
 def merge_logs(
     market: str, events: Mapping[str, list[CommittedEntry]], offline: CommittedLog | None
 ) -> CommittedLog:
-    """The longest replica event log, with commands from ``offline`` where it covers it.
+    """The replicas' committed log: every replica's live events and a data directory's
+    (``offline``: events and commands) together, as the longest gapless run of seqs.
 
-    When no replica could stream its events from seq 1 but a data directory
-    could be read from seq 1, the offline copy (commands and events) is used.
+    Replicas restarted from a snapshot stream events only from there, and a data
+    directory holds only what follows its snapshot, so each source may cover a
+    different span; seq by seq they agree (``check_replica_logs`` makes sure).
+    Commands come from ``offline`` where it covers a seq.
     """
-    best = max(events.values(), key=len, default=[])
-    commands = offline.entries if offline is not None else {}
-    if offline is not None and offline.first_seq == 1 and offline.last_seq > len(best):
-        return CommittedLog.from_entries(market, offline.entries.values())
-    merged = [
-        CommittedEntry(e.seq, e.events, commands[e.seq].command if e.seq in commands else None)
-        for e in best
-    ]
-    return CommittedLog.from_entries(market, merged, offline.base if offline else None)
+    by_seq: dict[int, CommittedEntry] = {}
+    for entries in events.values():
+        for entry in entries:
+            by_seq.setdefault(entry.seq, entry)
+    for seq, entry in (offline.entries if offline is not None else {}).items():
+        known = by_seq.get(seq)
+        if known is None:
+            by_seq[seq] = entry
+        elif known.command is None and entry.command is not None:
+            by_seq[seq] = CommittedEntry(seq, known.events, entry.command)
+    base = offline.base if offline is not None else None
+    return CommittedLog.from_entries(market, _longest_run(by_seq), base)
+
+
+def _longest_run(by_seq: Mapping[int, CommittedEntry]) -> list[CommittedEntry]:
+    """The entries of the longest run of consecutive seqs (the latest of equals)."""
+    best: tuple[int, int] = (0, 0)  # (length, first seq)
+    for seq in by_seq:
+        if seq - 1 in by_seq:
+            continue  # not the start of a run
+        end = seq
+        while end + 1 in by_seq:
+            end += 1
+        best = max(best, (end - seq + 1, seq))
+    length, first = best
+    return [by_seq[s] for s in range(first, first + length)]
 
 
 def merge_best(

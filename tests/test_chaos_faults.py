@@ -152,3 +152,28 @@ class _Recorder(EngineApplication):
         result = super().apply(seq, command)
         self.events.append((seq, tuple(result[0])))
         return result
+
+
+def test_merge_joins_sources_that_each_cover_part_of_the_log() -> None:
+    """Replicas restarted from snapshots stream events only from there and a data directory
+    holds only what follows its snapshot: together they give the longest gapless run."""
+
+    def entry(seq: int, with_command: bool = False) -> CommittedEntry:
+        command = {"type": "cancel", "order_id": seq} if with_command else None
+        return CommittedEntry(seq, ({"type": "cancelled", "seq": seq},), command)
+
+    live = {
+        "r1": [entry(s) for s in range(40, 61)],  # restarted from a snapshot at 39
+        "r2": [entry(s) for s in range(55, 61)],
+        "r3": [],  # could not stream at all
+    }
+    offline = CommittedLog.from_entries("M", [entry(s, True) for s in range(20, 50)])
+    merged = merge_logs("M", live, offline)
+    assert (merged.first_seq, merged.last_seq) == (20, 60)
+    assert merged.entries[45].command is not None and merged.entries[55].command is None
+    # a gap between the sources: the longest run is kept, not the earliest
+    apart = CommittedLog.from_entries("M", [entry(s, True) for s in range(1, 10)])
+    merged = merge_logs("M", live, apart)
+    assert (merged.first_seq, merged.last_seq) == (40, 60)
+    nothing = merge_logs("M", {"r1": []}, None)
+    assert (nothing.first_seq, nothing.last_seq) == (1, 0)
