@@ -93,8 +93,7 @@ class Job:
         if error is not None:
             self.reply(reply_error(self.request_id, error))
         code: str = "ok" if error is None else error.code
-        metrics.REQUESTS.labels(self.op, code).inc()
-        metrics.LATENCY.labels(self.op).observe(trio.current_time() - self.started)
+        metrics.answered(self.op, code, trio.current_time() - self.started)
 
     def _result(self) -> dict[str, Any]:
         parts = [(m, self.results[m]) for m in sorted(self.results)]

@@ -224,7 +224,7 @@ class MarketFeed:
                     )
                     for sink in list(sinks):
                         sink.push(message)
-                    metrics.STREAM_MESSAGES.labels("user").inc(len(sinks))
+                    metrics.streamed("user", len(sinks))
 
     # -- messages --------------------------------------------------------------------------------
 
@@ -239,7 +239,7 @@ class MarketFeed:
         }
         self._book_subs[sink] = self.seq
         sink.push(encode(message))
-        metrics.STREAM_MESSAGES.labels("book").inc()
+        metrics.streamed("book")
 
     def _send_update(self, changes: list[list[str]]) -> None:
         encoded: dict[int, str] = {}  # prev_seq -> message: subscribers mostly share one
@@ -260,7 +260,7 @@ class MarketFeed:
                 )
             self._book_subs[sink] = self.seq
             sink.push(message)
-            metrics.STREAM_MESSAGES.labels("book").inc()
+            metrics.streamed("book")
 
     def _send_trade(self, seq: int, fill: dict[str, Any]) -> None:
         message = encode(
@@ -277,7 +277,7 @@ class MarketFeed:
         )
         for sink in list(self._trade_subs):
             sink.push(message)
-        metrics.STREAM_MESSAGES.labels("trades").inc(len(self._trade_subs))
+        metrics.streamed("trades", len(self._trade_subs))
 
 
 def _diff(side: str, old: dict[Decimal, str], new: Book) -> list[list[str]]:

@@ -213,12 +213,11 @@ class Session:
             self._answer_error(request.id, request.op, GatewayError("internal", "Internal error."))
 
     def _answer_error(self, request_id: Any, op: str, error: GatewayError) -> None:
-        metrics.REQUESTS.labels(op, error.code).inc()
+        metrics.answered(op, error.code)
         self.push(reply_error(request_id, error))
 
     def _answer(self, request: Request, result: dict[str, Any], started: float) -> None:
-        metrics.REQUESTS.labels(request.op, "ok").inc()
-        metrics.LATENCY.labels(request.op).observe(trio.current_time() - started)
+        metrics.answered(request.op, "ok", trio.current_time() - started)
         self.push(reply_ok(request.id, result))
 
     def _dispatch(self, request: Request, started: float) -> None:
