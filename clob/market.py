@@ -222,26 +222,42 @@ class Market:
     def fok_fillable(self, is_buy: bool, limit: int | None, qty: int, user: str, stp: str) -> bool:
         """Whether matching would fill ``qty`` entirely (the FOK pre-walk).
 
-        Walks the opposite side in priority order as matching would. An order of
-        the same user ends the walk, except under ``cancel_maker`` where it is
-        skipped (matching would cancel it and carry on).
+        Walks the opposite side's levels in priority order as matching would. An
+        order of the same user ends the walk, except under ``cancel_maker`` where it
+        is skipped (matching would cancel it and carry on). A level without an order
+        of this user counts by its total: an order-by-order walk made a FOK that
+        cannot fill cost every replica time in proportion to the resting orders
+        (2.7 ms against 100,000 orders at one price, 1,000 times a normal command).
         """
         opposite = self.asks if is_buy else self.bids
         levels = opposite.levels
+        # this user's resting quantity on the opposite side, by price
+        own: dict[int, int] = {}
+        mine = self.user_live.get(user)
+        if mine is not None:
+            for key, resting in mine.items():
+                if type(key) is int and resting.is_buy != is_buy:
+                    own[resting.price] = own.get(resting.price, 0) + resting.qty
         need = qty
         for price in opposite.prices_best_first():
             if limit is not None and (price > limit if is_buy else price < limit):
                 return False
-            order = levels[price].head
-            while order is not None:
-                if order.user == user:
-                    if stp != CANCEL_MAKER:
-                        return False
-                else:
+            level = levels[price]
+            mine_here = own.get(price)
+            if mine_here is None:
+                need -= level.total
+            elif stp == CANCEL_MAKER:
+                need -= level.total - mine_here
+            else:  # the walk ends at this user's first order in the level
+                order = level.head
+                while order is not None and order.user != user:
                     need -= order.qty
                     if need <= 0:
                         return True
-                order = order.next
+                    order = order.next
+                return False
+            if need <= 0:
+                return True
         return False
 
     def match(

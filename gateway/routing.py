@@ -26,6 +26,7 @@ import attrs
 from gateway.backend import MarketBackend
 from gateway.errors import GatewayError
 from gateway.fillorder import FillOrder
+from gateway.wire import quoted
 from shard.node.api import CommandResult, Event
 
 
@@ -50,7 +51,7 @@ class Router:
     def resolve(self, name: str) -> Market:
         market = self._markets.get(name)
         if market is None:
-            raise GatewayError("unknown_market", f"There is no market {name!r}.")
+            raise GatewayError("unknown_market", f"There is no market {quoted(name)}.")
         return market
 
     def targets(self, name: str | None) -> list[Market]:

@@ -35,7 +35,22 @@ ChannelName = Literal["book", "trades", "user"]
 # every malformed decimal is this gateway's bad_request, never the engine's bad_command.
 _DECIMAL = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 MAX_TEXT = 64  # user names and client order ids (ENGINE.md)
+# Longest decimal string accepted (the engine's own bound on a value once its padding zeros
+# are dropped). Every accepted command is written to each replica's log: an unbounded
+# "qty" let one 64 KiB frame put 64 KiB into the log, 300 times a normal command.
+MAX_DECIMAL_TEXT = 100
 MAX_FILLS_LIMIT = 1000
+# Longest request id (a string id is echoed in the reply). Replies are queued per
+# connection up to a count (GatewaySettings.outbound_buffer), so what one reply may hold
+# of the client's own text bounds what a client that does not read can make us keep:
+# 64 KiB ids made that 256 MiB per connection, without authentication.
+MAX_REQUEST_ID_CHARS = 128
+# Client text quoted in an error message is cut to this many characters (same reason).
+MAX_QUOTED_CHARS = 64
+# A book query is answered by the market's leader from its engine, for anyone (no auth
+# needed): without a bound one request could make it list every level (100,000 levels
+# cost the leader 0.15 s and 1.4 MB per query). The book stream gives the whole book.
+MAX_BOOK_DEPTH = 1000
 
 
 @attrs.frozen
@@ -173,6 +188,13 @@ class FrameError(Exception):
         self.error = error
 
 
+def quoted(text: str) -> str:
+    """``repr`` of client-supplied ``text`` for an error message, cut to a bounded length."""
+    if len(text) <= MAX_QUOTED_CHARS:
+        return repr(text)
+    return repr(text[:MAX_QUOTED_CHARS]) + f"... ({len(text)} characters)"
+
+
 def _strict_str(value: Any, _: type) -> str:
     if not isinstance(value, str):
         raise TypeError(f"expected a string, got {_json_type(value)}")
@@ -194,6 +216,8 @@ def _strict_bool(value: Any, _: type) -> bool:
 def _decimal_text(value: Any, _: type) -> DecimalText:
     if not isinstance(value, str) or _DECIMAL.fullmatch(value) is None:
         raise TypeError(f"expected a decimal number as a string, got {_json_type(value)}")
+    if len(value) > MAX_DECIMAL_TEXT:
+        raise TypeError(f"expected a decimal number of at most {MAX_DECIMAL_TEXT} characters")
     return DecimalText(value)
 
 
@@ -236,7 +260,11 @@ def _describe(exc: BaseException, type_: Any) -> str:
     if isinstance(exc, KeyError):
         return "required field missing"
     if isinstance(exc, cattrs.ForbiddenExtraKeysError):
-        return "unknown field(s) " + ", ".join(sorted(exc.extra_fields))
+        extra = sorted(exc.extra_fields)
+        shown = ", ".join(quoted(name) for name in extra[:5])
+        return (
+            "unknown field(s) " + shown + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+        )
     if isinstance(exc, AttributeError):
         return "expected an object"
     return str(exc)
@@ -247,7 +275,7 @@ def _structure(fields: dict[str, Any], cls: type[Any]) -> Any:
         return CONVERTER.structure(fields, cls)
     except Exception as exc:  # cattrs reports every problem at once
         problems = cattrs.transform_error(exc, format_exception=_describe)
-        raise ValueError("; ".join(problems)) from exc
+        raise ValueError("; ".join(problems[:5])) from exc
 
 
 def decode(frame: str | bytes) -> Request:
@@ -266,9 +294,12 @@ def decode(frame: str | bytes) -> Request:
         raise FrameError(
             None, GatewayError("bad_request", "The request needs an 'id', a string or an integer.")
         )
+    if isinstance(request_id, str) and len(request_id) > MAX_REQUEST_ID_CHARS:
+        message = f"The request 'id' is longer than {MAX_REQUEST_ID_CHARS} characters."
+        raise FrameError(None, GatewayError("bad_request", message))
     cls = OPS.get(op)
     if cls is None:
-        raise FrameError(request_id, GatewayError("bad_request", f"Unknown op {op!r}."))
+        raise FrameError(request_id, GatewayError("bad_request", f"Unknown op {quoted(op)}."))
     fields = {k: v for k, v in doc.items() if k not in ("op", "id")}
     kind = fields.pop("type", op)
     if kind != op:
@@ -303,9 +334,13 @@ def _check(body: Body) -> None:
             raise ValueError("after is a per-market cursor, so it needs market")
         if body.after is not None and body.after < 0:
             raise ValueError("after must not be negative")
-    if isinstance(body, Book) and body.depth is not None and body.depth < 1:
-        raise ValueError("depth must be at least 1")
+    if isinstance(body, Book) and body.depth is not None and not 1 <= body.depth <= MAX_BOOK_DEPTH:
+        raise ValueError(f"depth must be within 1..{MAX_BOOK_DEPTH}")
     if isinstance(body, Subscribe | Unsubscribe):
+        # Each book channel subscribed costs a full snapshot of the book: a repeated
+        # channel in one request would multiply that by the count of one 64 KiB frame.
+        if len({(c.name, c.market) for c in body.channels}) < len(body.channels):
+            raise ValueError("a channel is listed more than once")
         for channel in body.channels:
             if channel.name != "user" and channel.market is None:
                 raise ValueError(f"the {channel.name} channel needs a market")

@@ -31,7 +31,7 @@ evicts.
 from __future__ import annotations
 
 import enum
-from heapq import heappop, heappush
+from heapq import heapify, heappop, heappush
 from typing import Any, Final
 
 import attrs
@@ -84,11 +84,20 @@ class SessionTable:
         self.max_results = max_results
         self.min_idle_entries = min_idle_entries
         self.sessions: dict[str, Session] = {SYSTEM_SESSION: Session(last_active=0)}
+        # Eviction candidates: a min-heap holding one ``(last_active, session id)`` per
+        # session other than the system one, where ``last_active`` may be stale (lower than
+        # the session's own; it only grows). Refreshed only when such an entry reaches the
+        # top, so a proposal costs nothing here and finding the least recently active
+        # session costs O(log n) instead of a scan of every session per registration (a
+        # burst of registrations past ``max_clients`` was quadratic: 4 ms each at 13,000
+        # sessions, on every replica, in the apply path).
+        self._idle: list[tuple[int, str]] = []
 
     def register(self, label: str, index: int, position: int) -> str:
         """Open a session for the registration at ``position`` of the entry at ``index``."""
         new = session_id(label, index, position)
         self.sessions[new] = Session(last_active=index)
+        heappush(self._idle, (index, new))
         self._evict_beyond_limit(keep=new, index=index)
         return new
 
@@ -127,15 +136,45 @@ class SessionTable:
             s.ack_below = max(s.ack_below, oldest + 1)
 
     def _evict_beyond_limit(self, keep: str, index: int) -> None:
+        """While over ``max_clients``, evict the least recently active session (by
+        ``(last_active, id)``; never ``keep`` nor the system session) if it has been idle
+        for ``min_idle_entries``."""
         while len(self.sessions) > self.max_clients:
-            victim = min(
-                (c for c in self.sessions if c != keep and c != SYSTEM_SESSION),
-                key=lambda c: (self.sessions[c].last_active, c),
-                default=None,
-            )
-            if victim is None or self.sessions[victim].last_active > index - self.min_idle_entries:
+            victim = self._pop_least_recent(keep)
+            if victim is None:
+                return
+            last_active = self.sessions[victim].last_active
+            if last_active > index - self.min_idle_entries:
+                heappush(self._idle, (last_active, victim))
                 return  # everyone is recent enough that a retry may still come
             del self.sessions[victim]
+
+    def _pop_least_recent(self, keep: str) -> str | None:
+        """Take out of :attr:`_idle` the entry of the session other than ``keep`` with the
+        smallest ``(last_active, id)`` and return that session; None when there is none.
+
+        An entry's key never exceeds its session's current key, so the first entry found
+        current on top is the true minimum; stale ones are pushed back refreshed.
+        """
+        idle, sessions = self._idle, self.sessions
+        kept: tuple[int, str] | None = None
+        found: str | None = None
+        while idle:
+            entry = heappop(idle)
+            stamp, client = entry
+            session = sessions.get(client)
+            if session is None:  # a stale duplicate (the same id registered twice): drop it
+                continue
+            if client == keep:
+                kept = entry
+            elif session.last_active != stamp:
+                heappush(idle, (session.last_active, client))
+            else:
+                found = client
+                break
+        if kept is not None:
+            heappush(idle, kept)
+        return found
 
     def __len__(self) -> int:
         return len(self.sessions)
@@ -154,3 +193,5 @@ class SessionTable:
         for c, last, ack, results in rows:
             kept = {int(r): res for r, res in results}
             self.sessions[str(c)] = Session(int(last), int(ack), kept, sorted(kept))
+        self._idle = [(s.last_active, c) for c, s in self.sessions.items() if c != SYSTEM_SESSION]
+        heapify(self._idle)
