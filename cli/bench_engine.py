@@ -152,6 +152,28 @@ def _deep_probe(resting: int, levels: int, probes: int) -> float:
     return (time.perf_counter() - began) / len(commands) * 1e6
 
 
+def _fok_probe(resting: int, probes: int) -> float:
+    """Mean microseconds per FOK buy that cannot fill, against ``resting`` one-lot asks of
+    other users at one price: it changes nothing, so a user may repeat it at will, and its
+    cost must not grow with the orders resting (the pre-walk counts a level by its total)."""
+    engine = Engine()
+    market = MARKETS[0]
+    engine.execute({"type": "create_market", "market": market, "tick_size": "0.01",
+                    "lot_size": "1"}, 0)  # fmt: skip
+    for seq in range(1, resting + 1):
+        engine.execute({"type": "new_order", "market": market, "user": f"m{seq % 50}",
+                        "side": "sell", "order_type": "limit", "price": "100.00",
+                        "qty": "1"}, seq)  # fmt: skip
+    fok = {"type": "new_order", "market": market, "user": "probe", "side": "buy",
+           "order_type": "limit", "price": "100.00", "qty": str(resting + 1),
+           "tif": "fok"}  # fmt: skip
+    execute = engine.execute
+    began = time.perf_counter()
+    for seq in range(resting + 1, resting + 1 + probes):
+        execute(fok, seq)
+    return (time.perf_counter() - began) / probes * 1e6
+
+
 @bench_app.command("engine")
 def bench_engine(
     commands: int = typer.Option(300_000, "--commands", help="Mixed commands to time."),
@@ -236,6 +258,10 @@ def _measure(
             "deep_book_us": round(_deep_probe(100_000, 10_000, 3_000), 3),
             "small": "1,000 orders / 100 levels",
             "deep": "100,000 orders / 10,000 levels",
+            "fok_unfillable_us": {
+                "100 orders at one price": round(_fok_probe(100, 2_000), 3),
+                "100,000 orders at one price": round(_fok_probe(100_000, 2_000), 3),
+            },
         }
     # peak resident memory of this process (Linux reports KiB)
     result["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -265,4 +291,6 @@ def _report(result: dict[str, Any], as_json: bool) -> None:
         d = result["depth"]
         typer.echo(f"depth: small book {d['small_book_us']} us/cmd ({d['small']}), "
                    f"deep book {d['deep_book_us']} us/cmd ({d['deep']})")  # fmt: skip
+        fok = ", ".join(f"{us} us against {shape}" for shape, us in d["fok_unfillable_us"].items())
+        typer.echo(f"unfillable FOK: {fok}")
     typer.echo(f"peak RSS: {result['peak_rss_mib']} MiB")
