@@ -110,8 +110,8 @@ def _oldest_kept(message: str) -> int | None:
 class _RecordingApplication(EngineApplication):
     """The engine adapter that also keeps each applied command and its events."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, max_live_orders_per_user: int = 0) -> None:
+        super().__init__(max_live_orders_per_user)
         self.applied: list[CommittedEntry] = []
 
     def apply(self, seq: int, command: bytes) -> Any:
@@ -124,7 +124,9 @@ class _RecordingApplication(EngineApplication):
         return result
 
 
-def read_offline(market: str, data_dir: Path, upto_seq: int | None = None) -> CommittedLog:
+def read_offline(
+    market: str, data_dir: Path, upto_seq: int | None = None, max_live_orders_per_user: int = 0
+) -> CommittedLog:
     """The committed commands in a stopped replica's data directory, with their events.
 
     Only entries up to the persisted commit index are used. When the replica
@@ -133,7 +135,7 @@ def read_offline(market: str, data_dir: Path, upto_seq: int | None = None) -> Co
     """
     storage, recovered = open_storage(data_dir, "none")
     try:
-        app = _RecordingApplication()
+        app = _RecordingApplication(max_live_orders_per_user)  # as the replica applied
         machine = ReplicatedStateMachine(app)
         base: EngineBase | None = None
         if recovered.snapshot is not None:

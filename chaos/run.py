@@ -36,6 +36,7 @@ from chaos.report import format_report
 from chaos.supervisor import ChaosCluster, open_cluster
 from chaos.workload import WorkloadSettings, run_workload
 from clob.engine import Engine
+from shard.limits import LimitedEngine
 from shard.node.api import NodeStatus
 from shard.observability import get_logger
 from shard.storage import StorageCorrupt, StorageError
@@ -114,7 +115,10 @@ def _collect_offline(
         for replica in market.replicas:
             try:
                 offline[market.name][f"{replica.name}(disk)"] = read_offline(
-                    market.name, cluster.data_dir(replica.name), upto
+                    market.name,
+                    cluster.data_dir(replica.name),
+                    upto,
+                    market.max_live_orders_per_user,
                 )
             except (StorageCorrupt, StorageError) as exc:
                 problems.append(f"{replica.name}: cannot read its data directory: {exc}")
@@ -229,8 +233,17 @@ async def run_chaos(settings: ChaosSettings, progress: Progress) -> ChaosResult:
             name: list(log.entries.values()) for name, log in live[market].items()
         }
         logs[market] = merge_best(market, events, offline[market].values())
+    # replay as the replicas applied: with the markets' live-order cap (shard/limits.py)
+    (per_user,) = {m.max_live_orders_per_user for m in cluster.config.markets}  # chaos: equal
+
+    def fresh() -> LimitedEngine:
+        return LimitedEngine(Engine(), per_user)
+
+    def restored(data: bytes) -> LimitedEngine:
+        return LimitedEngine(Engine.restore(data), per_user)
+
     report: CheckReport = check_all(
-        history.operations, history.subscriptions, logs, statuses, Engine, None, Engine.restore
+        history.operations, history.subscriptions, logs, statuses, fresh, None, restored
     )
     violations += report.violations
     notes += report.notes

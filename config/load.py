@@ -140,6 +140,11 @@ def _market_problems(index: int, market: MarketConfig) -> Iterator[tuple[str, st
         problem = _positive_decimal(getattr(market, key))
         if problem:
             yield f"{where}.{key}", problem
+    if market.max_live_orders_per_user < 0:
+        yield (
+            f"{where}.max_live_orders_per_user",
+            f"must be 0 (no cap) or positive, got {market.max_live_orders_per_user}",
+        )
     if not market.replicas:
         yield f"{where}.replicas", "a market needs at least one replica"
     elif not market.initial_voters():

@@ -32,6 +32,7 @@ def render_toml(cluster: ClusterConfig) -> str:
             f"name = {_toml_str(market.name)}",
             f"tick_size = {_toml_str(market.tick_size)}",
             f"lot_size = {_toml_str(market.lot_size)}",
+            f"max_live_orders_per_user = {market.max_live_orders_per_user}",
         ]
         for r in market.replicas:
             lines += [

@@ -30,6 +30,9 @@ class MarketConfig:
     tick_size: str
     lot_size: str
     replicas: tuple[ReplicaConfig, ...]
+    # A new_order from a user already holding this many live orders here is rejected
+    # (too_many_orders; shard/limits.py). 0: no cap. Every replica must read the same.
+    max_live_orders_per_user: int = 10_000
 
     def initial_voters(self) -> tuple[str, ...]:
         return tuple(r.name for r in self.replicas if not r.join)

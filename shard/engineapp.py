@@ -13,6 +13,7 @@ import orjson
 
 from clob.codec import encode_events
 from clob.engine import Engine
+from shard.limits import live_order_refusal
 
 
 class EngineApplication:
@@ -27,8 +28,9 @@ class EngineApplication:
     only the packed bytes, never the two forms, are compared.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_live_orders_per_user: int = 0) -> None:
         self.engine = Engine()
+        self.per_user = max_live_orders_per_user  # 0: no cap (shard/limits.py)
 
     def apply(self, seq: int, command: bytes) -> Any:
         try:
@@ -36,6 +38,10 @@ class EngineApplication:
         except orjson.JSONDecodeError:
             decoded = None  # the engine rejects a non-object command with an event
         engine = self.engine
+        if self.per_user and type(decoded) is dict and decoded.get("type") == "new_order":
+            refusal = live_order_refusal(engine, decoded, seq, self.per_user)
+            if refusal is not None:
+                return encode_events([refusal], engine.markets), engine.take_level_changes()
         events = encode_events(engine.execute(decoded, seq), engine.markets)
         return events, engine.take_level_changes()
 

@@ -114,7 +114,7 @@ class Replica:
         )
         self.ring = AppliedRing(options.ring_capacity)
         self.digests = DigestBook()
-        self.app = EngineApplication()
+        self.app = EngineApplication(self.market.max_live_orders_per_user)
         self.rsm = ReplicatedStateMachine(self.app)
         self.raft: Raft | None = None
         self.storage: Storage | None = None
