@@ -90,6 +90,9 @@ class MarketFeed:
         self._book_subs: dict[Sink, int | None] = {}  # sink -> seq of the last message it got
         self._trade_subs: set[Sink] = set()
         self._user_subs: dict[str, set[Sink]] = {}
+        # the encoded snapshot at one seq, shared by every subscriber that asks for it
+        # then: each one used to get its own copy (a resubscribe flood queued thousands)
+        self._snapshot: tuple[int, str] | None = None
         self._log = get_logger("gateway.marketdata", market=market, gateway=gateway)
 
     # -- subscribers ---------------------------------------------------------------------------
@@ -175,6 +178,7 @@ class MarketFeed:
             raise ShardError(f"book query for {self.market} answered {event!r}")
         old_bids, old_asks = self.bids.as_map(), self.asks.as_map()
         self.bids, self.asks = Book(descending=True), Book(descending=False)
+        self._snapshot = None
         for price, qty in event["bids"]:
             self.bids.set(price, qty)
         for price, qty in event["asks"]:
@@ -205,6 +209,7 @@ class MarketFeed:
             (self.bids if side == "buy" else self.asks).set(price, qty)
             changes.append([side, price, qty])
         if changes:
+            self._snapshot = None
             self._send_update(changes)
         self.fill_order.saw(self.market, item.events)
         for event in item.events:
@@ -229,16 +234,19 @@ class MarketFeed:
     # -- messages --------------------------------------------------------------------------------
 
     def _send_snapshot(self, sink: Sink) -> None:
-        message = {
-            "channel": "book",
-            "market": self.market,
-            "type": "snapshot",
-            "seq": self.seq,
-            "bids": self.bids.levels(),
-            "asks": self.asks.levels(),
-        }
+        cached = self._snapshot
+        if cached is None or cached[0] != self.seq:
+            message = {
+                "channel": "book",
+                "market": self.market,
+                "type": "snapshot",
+                "seq": self.seq,
+                "bids": self.bids.levels(),
+                "asks": self.asks.levels(),
+            }
+            cached = self._snapshot = (self.seq, encode(message))
         self._book_subs[sink] = self.seq
-        sink.push(encode(message))
+        sink.push(cached[1])
         metrics.streamed("book")
 
     def _send_update(self, changes: list[list[str]]) -> None:

@@ -8,20 +8,25 @@ import trio
 
 
 class Outbox:
-    """Frames waiting to be written to one client, at most ``limit`` of them.
+    """Frames waiting to be written to one client: at most ``limit`` of them, and at most
+    ``limit_chars`` characters together.
 
     :meth:`push` never blocks, so neither the market-data fan-out nor request
     handling ever waits for a slow client. The push that finds the queue full
     drops everything queued and marks the outbox overflowed: :meth:`get_many` then
     returns None, the sender tells the client it was too slow and the
-    connection is closed (PROTOCOL.md: a client may not grow our memory).
+    connection is closed (PROTOCOL.md: a client may not grow our memory). The
+    size bound matters as much as the count: a client that resubscribed to a
+    deep book without reading had 4,096 full snapshots queued, 350 MB.
     """
 
-    def __init__(self, limit: int) -> None:
-        assert limit >= 1
+    def __init__(self, limit: int, limit_chars: int = 1 << 62) -> None:
+        assert limit >= 1 and limit_chars >= 1
         self.limit = limit
+        self.limit_chars = limit_chars
         self.overflowed = False
         self._queue: collections.deque[str] = collections.deque()
+        self._chars = 0  # characters queued (a str is held as at least that many bytes)
         self._ready = trio.Event()
 
     def __len__(self) -> int:
@@ -31,12 +36,15 @@ class Outbox:
         """Queue ``message``; False if the outbox is (or just became) overflowed."""
         if self.overflowed:
             return False
-        if len(self._queue) >= self.limit:
+        chars = self._chars + len(message)
+        if len(self._queue) >= self.limit or (chars > self.limit_chars and self._queue):
             self.overflowed = True
             self._queue.clear()
+            self._chars = 0
             self._ready.set()
             return False
         self._queue.append(message)
+        self._chars = chars
         self._ready.set()
         return True
 
@@ -51,5 +59,8 @@ class Outbox:
         if len(queue) <= most:
             frames = list(queue)
             queue.clear()
+            self._chars = 0
             return frames
-        return [queue.popleft() for _ in range(most)]
+        frames = [queue.popleft() for _ in range(most)]
+        self._chars -= sum(map(len, frames))
+        return frames

@@ -76,7 +76,7 @@ class Session:
         self.id = gateway.next_connection_id()
         self.user: str | None = None
         self.settings = gateway.settings
-        self.outbox = Outbox(self.settings.outbound_buffer)
+        self.outbox = Outbox(self.settings.outbound_buffer, self.settings.outbound_buffer_chars)
         self.bucket = TokenBucket(
             self.settings.rate_per_second, self.settings.rate_burst, trio.current_time()
         )
@@ -192,6 +192,7 @@ class Session:
         if size is None:
             size = len(frame.encode()) if isinstance(frame, str) else len(frame)
         if size > limit:
+            self.bucket.try_take(started)  # every frame costs a token, an oversized one too
             self._answer_error(None, "frame", GatewayError("too_large", _too_large(limit)))
             return
         try:

@@ -25,8 +25,10 @@ class GatewaySettings:
     rate_burst: float = 2000.0
     # requests accepted but not yet answered, per connection and market
     max_pending_per_market: int = 2048
-    # messages queued for one connection (replies and stream messages together)
+    # messages queued for one connection (replies and stream messages together), and
+    # the characters they may hold together (a str takes at least a byte per character)
     outbound_buffer: int = 4096
+    outbound_buffer_chars: int = 16 * 1024 * 1024
     # how long a slow consumer gets to receive its slow_consumer notice
     slow_consumer_grace_seconds: float = 2.0
     # WebSocket ping period, and the silence after which a connection is dropped

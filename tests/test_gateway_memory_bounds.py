@@ -1,0 +1,64 @@
+"""What one connection may make the gateway hold: its outgoing buffer by count and by size,
+one shared book snapshot per seq, and a rate-limit token for every frame, oversized or not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+
+from gateway.marketdata import MarketFeed
+from gateway.outbox import Outbox
+from gateway.settings import GatewaySettings
+from shard.node.api import AppliedItem
+from tests.gateway_harness import call, raw, running_gateway
+
+
+async def test_the_outbox_overflows_on_size_as_on_count() -> None:
+    box = Outbox(limit=100, limit_chars=1000)
+    assert box.push("x" * 2000)  # one message larger than the bound still goes when alone
+    assert await box.get_many(10) == ["x" * 2000]
+    for _ in range(3):
+        assert box.push("y" * 300)
+    assert len(box) == 3
+    assert await box.get_many(2) == ["y" * 300] * 2  # taken ones no longer count
+    assert box.push("z" * 600)  # 300 + 600 queued: within the bound
+    assert not box.push("w" * 200)  # 1,100: overflowed, the backlog dropped
+    assert box.overflowed and len(box) == 0
+    assert await box.get_many(10) is None
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def push(self, message: str) -> None:
+        self.messages.append(message)
+
+
+def test_subscribers_at_one_seq_share_one_encoded_snapshot() -> None:
+    feed = MarketFeed("BTC-USD", backend=None)  # type: ignore[arg-type]
+    feed.synced = True
+    feed.apply(AppliedItem(5, [], [("BTC-USD", "buy", "100.00", "1.000")]))
+    first, second = _Sink(), _Sink()
+    feed.add_book(first)
+    feed.add_book(second)
+    assert first.messages[0] is second.messages[0]  # one string, not one copy each
+    assert '"seq":5' in first.messages[0] and "100.00" in first.messages[0]
+    feed.apply(AppliedItem(6, [], [("BTC-USD", "sell", "101.00", "2.000")]))
+    late = _Sink()
+    feed.add_book(late)
+    assert '"seq":6' in late.messages[0] and "101.00" in late.messages[0]
+    assert first.messages[-1] != late.messages[0]  # an update, then a fresh snapshot
+
+
+async def test_an_oversized_frame_costs_a_rate_limit_token(tmp_path: Path) -> None:
+    settings = GatewaySettings(max_frame_bytes=1000, rate_per_second=0.001, rate_burst=3)
+    async with running_gateway(tmp_path, settings) as gw, raw(gw.url) as ws:
+        for i in range(3):
+            reply = await call(ws, {"op": "ping", "id": i, "pad": "x" * 2000})
+            assert reply["error"]["code"] == "too_large"
+        reply = await call(ws, {"op": "ping", "id": "after"})
+        assert reply["ok"] is False and reply["error"]["code"] == "rate_limited"
+        with trio.fail_after(1):
+            assert (await call(ws, {"op": "ping", "id": "again"}))["error"]["retryable"]
