@@ -22,6 +22,7 @@ class GatewayStats:
 
     connections: int = 0
     accepted: int = 0
+    refused: int = 0  # handshakes refused by the connection caps
     slow_consumers: int = 0
     idle_closed: int = 0
     handler_errors: int = 0
@@ -56,9 +57,32 @@ class GatewayContext:
         self.stats = GatewayStats()
         self.key_holders: dict[str, set[KeyHolder]] = {}  # key id -> connections using it
         self._ids = itertools.count(1)
+        self._open_by_address: dict[str, int] = {}  # connections admitted, by remote address
+        self._admitted = 0
 
     def next_connection_id(self) -> int:
         return next(self._ids)
+
+    def admit(self, address: str) -> bool:
+        """Reserve a connection from ``address`` if both connection caps allow it;
+        :meth:`release` gives it back."""
+        from_there = self._open_by_address.get(address, 0)
+        if (
+            self._admitted >= self.settings.max_connections
+            or from_there >= self.settings.max_connections_per_address
+        ):
+            return False
+        self._open_by_address[address] = from_there + 1
+        self._admitted += 1
+        return True
+
+    def release(self, address: str) -> None:
+        self._admitted -= 1
+        left = self._open_by_address[address] - 1
+        if left:
+            self._open_by_address[address] = left
+        else:
+            del self._open_by_address[address]
 
     def hold_key(self, key_id: str, holder: KeyHolder) -> None:
         self.key_holders.setdefault(key_id, set()).add(holder)

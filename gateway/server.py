@@ -5,7 +5,13 @@ from __future__ import annotations
 from functools import partial
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketRequest, WebSocketServer, serve_websocket
+from trio_websocket import (
+    ConnectionClosed,
+    Endpoint,
+    WebSocketRequest,
+    WebSocketServer,
+    serve_websocket,
+)
 
 from gateway import metrics
 from gateway.context import GatewayContext
@@ -55,21 +61,34 @@ async def _handle(gateway: GatewayContext, request: WebSocketRequest) -> None:
     """One connection, start to end. Nothing it raises may reach serve_websocket:
     an exception escaping a handler would take the whole server down."""
     log = get_logger("gateway.server", gateway=gateway.name)
-    try:
-        ws = await request.accept()
-    except ConnectionClosed:
+    remote = request.remote
+    address = str(remote.address) if isinstance(remote, Endpoint) else str(remote)
+    if not gateway.admit(address):
+        gateway.stats.refused += 1
+        log.warning("too many connections; refusing a handshake", remote=address)
+        try:
+            await request.reject(503, body=b"too many connections")
+        except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            log.debug("refused client went away first", error=repr(exc))
         return
-    except Exception as exc:
-        log.warning("handshake failed", error=repr(exc))
-        return
-    gateway.stats.connections += 1
-    gateway.stats.accepted += 1
-    metrics.CONNECTIONS.inc()
     try:
-        await Session(ws, gateway).run()
-    except Exception as exc:
-        gateway.stats.handler_errors += 1
-        log.error("connection handler failed", exc_info=exc)
+        try:
+            ws = await request.accept()
+        except ConnectionClosed:
+            return
+        except Exception as exc:
+            log.warning("handshake failed", error=repr(exc))
+            return
+        gateway.stats.connections += 1
+        gateway.stats.accepted += 1
+        metrics.CONNECTIONS.inc()
+        try:
+            await Session(ws, gateway).run()
+        except Exception as exc:
+            gateway.stats.handler_errors += 1
+            log.error("connection handler failed", exc_info=exc)
+        finally:
+            gateway.stats.connections -= 1
+            metrics.CONNECTIONS.dec()
     finally:
-        gateway.stats.connections -= 1
-        metrics.CONNECTIONS.dec()
+        gateway.release(address)

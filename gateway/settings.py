@@ -11,7 +11,8 @@ import attrs
 # A frame above MAX_FRAME_BYTES is answered with ``too_large``; one above
 # HARD_FRAME_BYTES is not even buffered: the socket is closed with code 1009.
 MAX_FRAME_BYTES = 64 * 1024
-HARD_FRAME_BYTES = 16 * 1024 * 1024
+# 1 MiB, not more: a connection may hold a half-sent frame as long as it answers pings
+HARD_FRAME_BYTES = 1024 * 1024
 
 
 @attrs.frozen
@@ -38,5 +39,9 @@ class GatewaySettings:
     request_timeout_seconds: float = 10.0
     # how often the keys file is checked for revoked keys (their connections are closed)
     keys_poll_seconds: float = 1.0
+    # open connections per gateway and per remote address; past them a handshake is
+    # refused with HTTP 503 (each connection may hold up to the buffers above)
+    max_connections: int = 10_000
+    max_connections_per_address: int = 1_000
     # messages buffered between one market's upstream subscription and its fan-out
     feed_buffer: int = 10_000

@@ -62,3 +62,38 @@ async def test_an_oversized_frame_costs_a_rate_limit_token(tmp_path: Path) -> No
         assert reply["ok"] is False and reply["error"]["code"] == "rate_limited"
         with trio.fail_after(1):
             assert (await call(ws, {"op": "ping", "id": "again"}))["error"]["retryable"]
+
+
+async def test_connections_past_the_caps_are_refused_and_their_places_come_back(
+    tmp_path: Path,
+) -> None:
+    settings = GatewaySettings(max_connections=3, max_connections_per_address=2)
+    async with running_gateway(tmp_path, settings) as gw:
+        async with raw(gw.url) as first, raw(gw.url) as second:
+            for ws in (first, second):
+                assert (await call(ws, {"op": "ping", "id": 1}))["ok"]
+            assert (await _handshake_status(gw.url)).startswith(b"HTTP/1.1 503")  # a third
+            assert gw.context.stats.refused == 1
+        async with raw(gw.url) as again:  # the two places were given back
+            assert (await call(again, {"op": "ping", "id": 2}))["ok"]
+        # the total cap, counted without the address cap
+        assert gw.context.admit("10.0.0.1") and gw.context.admit("10.0.0.2")
+        assert gw.context.admit("10.0.0.3") and not gw.context.admit("10.0.0.4")
+        for address in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):
+            gw.context.release(address)
+        assert gw.context.admit("10.0.0.4")
+
+
+async def _handshake_status(url: str) -> bytes:
+    """The status line a WebSocket handshake to ``url`` gets (a plain socket, so that a
+    refused handshake leaves nothing open)."""
+    host, port = url.removeprefix("ws://").rstrip("/").rsplit(":", 1)
+    stream = await trio.open_tcp_stream(host, int(port))
+    async with stream:
+        await stream.send_all(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        with trio.fail_after(5):
+            response = await stream.receive_some(4096)
+    return response.split(b"\r\n", 1)[0]
