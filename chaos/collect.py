@@ -197,7 +197,9 @@ def _longest_run(by_seq: Mapping[int, CommittedEntry]) -> list[CommittedEntry]:
 def merge_best(
     market: str, events: Mapping[str, list[CommittedEntry]], offline: Iterable[CommittedLog]
 ) -> CommittedLog:
-    """:func:`merge_logs` with the data directory whose commands let a replay check the most.
+    """:func:`merge_logs` with the data directory that lets the checks cover the most:
+    first the longest committed log (every acknowledgement in it is checked), then the
+    most seqs a replay can check.
 
     Replicas differ in where their snapshot compacted the log and in how far their
     persisted commit index got; a lagging one may start earliest and end soonest.
@@ -207,7 +209,7 @@ def merge_best(
 
     def checked(log: CommittedLog) -> tuple[int, int]:
         span = log.replay_range()
-        covered = 0 if span is None else span[1] - span[0] + 1
-        return covered, log.last_seq
+        replayed = 0 if span is None else span[1] - span[0] + 1
+        return log.last_seq - log.first_seq + 1, replayed
 
     return max(candidates, key=checked)  # the first of equals: the earliest listed
