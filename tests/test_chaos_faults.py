@@ -12,11 +12,9 @@ from chaos.collect import merge_best, merge_logs, read_offline
 from chaos.faults import FAULT_KINDS, plan_faults
 from clob.engine import Engine
 from shard.engineapp import EngineApplication
-from shard.proposals import Proposal, encode_batch
-from shard.records import Entry, EntryKind, HardState, Membership, SnapshotMeta
-from shard.sessions import REGISTER, session_id
+from shard.proposals import Proposal
 from shard.statemachine import ReplicatedStateMachine
-from shard.storage import open_storage
+from tests.data_dirs import GATEWAY, log_entries, write_data_dir
 
 MARKETS = ["BTC-USD", "ETH-USD"]
 
@@ -53,21 +51,13 @@ def test_offline_reader_returns_committed_commands_once(tmp_path: Path) -> None:
     create = orjson.dumps(
         {"type": "create_market", "market": "BTC-USD", "tick_size": "0.01", "lot_size": "0.001"}
     )
-    gw = session_id("gw", 2, 0)  # opened by the registration in the entry at index 2
+    gw = GATEWAY
     batches = [
-        [Proposal("gw", REGISTER, 0, b""), Proposal(gw, 1, 1, create)],
         [Proposal(gw, 2, 2, _command(1)), Proposal(gw, 3, 2, _command(2))],
         [Proposal(gw, 3, 2, _command(2))],  # a retry: the session table drops it
         [Proposal(gw, 4, 4, _command(3))],  # past the commit index: not committed
     ]
-    entries = [Entry(1, 1, EntryKind.NOOP, b"")] + [
-        Entry(1, i, EntryKind.NORMAL, encode_batch(b)) for i, b in enumerate(batches, start=2)
-    ]
-    storage, _ = open_storage(tmp_path, "none")
-    storage.append(entries)
-    storage.set_hard_state(HardState(term=1, vote="r1", commit=4))
-    storage.sync()
-    storage.close()
+    write_data_dir(tmp_path, log_entries(create, batches), commit=4)
     log = read_offline("BTC-USD", tmp_path)
     assert (log.first_seq, log.last_seq) == (1, 3)
     commands = [log.entries[s].command for s in (1, 2, 3)]
@@ -91,25 +81,17 @@ def test_offline_reader_after_a_snapshot_gives_the_state_to_replay_from(tmp_path
     create = orjson.dumps(
         {"type": "create_market", "market": "BTC-USD", "tick_size": "0.01", "lot_size": "0.001"}
     )
-    gw = session_id("gw", 2, 0)
+    gw = GATEWAY
     batches = [
-        [Proposal("gw", REGISTER, 0, b""), Proposal(gw, 1, 1, create)],
         [Proposal(gw, 2, 2, _command(1)), Proposal(gw, 3, 2, _command(2))],
         [Proposal(gw, 4, 4, _command(3))],
         [Proposal(gw, 5, 5, _command(4))],
     ]
-    entries = [Entry(1, 1, EntryKind.NOOP, b"")] + [
-        Entry(1, i, EntryKind.NORMAL, encode_batch(b)) for i, b in enumerate(batches, start=2)
-    ]
+    entries = log_entries(create, batches)
     machine = ReplicatedStateMachine(EngineApplication())
     for entry in entries[:3]:  # through index 3: seqs 1..3
         machine.apply_entry(entry)
-    storage, _ = open_storage(tmp_path, "none")
-    storage.append(entries)
-    storage.set_hard_state(HardState(term=1, vote="r1", commit=5))
-    storage.save_snapshot(SnapshotMeta(3, 1, Membership(("r1",))), machine.snapshot())
-    storage.sync()
-    storage.close()
+    write_data_dir(tmp_path, entries, commit=5, snapshot=(3, machine.snapshot()))
 
     log = read_offline("BTC-USD", tmp_path)
     assert (log.first_seq, log.last_seq) == (4, 5)

@@ -16,10 +16,8 @@ from config.schema import ClusterConfig, MarketConfig, ReplicaConfig
 from shard.engineapp import EngineApplication
 from shard.limits import TOO_MANY_ORDERS, LimitedEngine
 from shard.node.runtime import Replica
-from shard.proposals import Proposal, encode_batch
-from shard.records import Entry, EntryKind, HardState
-from shard.sessions import REGISTER, session_id
-from shard.storage import open_storage
+from shard.proposals import Proposal
+from tests.data_dirs import GATEWAY, log_entries, write_data_dir
 from tests.test_config import GOOD, write
 
 CREATE = {"type": "create_market", "market": "M", "tick_size": "0.01", "lot_size": "1"}
@@ -109,20 +107,9 @@ def test_the_cap_comes_from_the_cluster_file(tmp_path: Path) -> None:
 def test_chaos_reads_a_data_directory_with_the_cap_it_was_written_with(tmp_path: Path) -> None:
     """The offline reader re-applies the log: it must refuse what the replicas refused."""
     create = orjson.dumps({**CREATE, "market": "BTC-USD", "lot_size": "0.001"})
-    gw = session_id("gw", 2, 0)
     orders = [orjson.dumps({**_order("u", "1.00"), "market": "BTC-USD"}) for _ in range(2)]
-    batches = [
-        [Proposal("gw", REGISTER, 0, b""), Proposal(gw, 1, 1, create)],
-        [Proposal(gw, 2, 2, orders[0]), Proposal(gw, 3, 2, orders[1])],
-    ]
-    entries = [Entry(1, 1, EntryKind.NOOP, b"")] + [
-        Entry(1, i, EntryKind.NORMAL, encode_batch(b)) for i, b in enumerate(batches, start=2)
-    ]
-    storage, _ = open_storage(tmp_path, "none")
-    storage.append(entries)
-    storage.set_hard_state(HardState(term=1, vote="r1", commit=3))
-    storage.sync()
-    storage.close()
+    batch = [Proposal(GATEWAY, 2, 2, orders[0]), Proposal(GATEWAY, 3, 2, orders[1])]
+    write_data_dir(tmp_path, log_entries(create, [batch]), commit=3)
     capped = read_offline("BTC-USD", tmp_path, None, 1)
     assert [capped.entries[s].events[0]["type"] for s in (2, 3)] == ["accepted", "rejected"]
     free = read_offline("BTC-USD", tmp_path)
