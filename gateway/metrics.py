@@ -20,6 +20,7 @@ STREAM_MESSAGES = Counter(
     "gateway_stream_messages_total", "Stream messages queued to clients.", ["channel"]
 )
 SLOW_CONSUMERS = Counter("gateway_slow_consumers_total", "Connections dropped as slow consumers.")
+REFUSED = Counter("gateway_refused_connections_total", "Handshakes refused by the connection caps.")
 BATCHED = Histogram(
     "gateway_lane_batch_commands",
     "Commands a lane sent to its market as one ordered batch (batches of 2 or more).",

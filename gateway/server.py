@@ -65,7 +65,10 @@ async def _handle(gateway: GatewayContext, request: WebSocketRequest) -> None:
     address = str(remote.address) if isinstance(remote, Endpoint) else str(remote)
     if not gateway.admit(address):
         gateway.stats.refused += 1
-        log.warning("too many connections; refusing a handshake", remote=address)
+        metrics.REFUSED.inc()
+        if gateway.stats.refused % 1000 == 1:  # a flood of them must not flood the log
+            log.warning("too many connections; refusing handshakes", remote=address,
+                        refused_total=gateway.stats.refused)  # fmt: skip
         try:
             await request.reject(503, body=b"too many connections")
         except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError) as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import trio
+from prometheus_client import REGISTRY
 
 from gateway.marketdata import MarketFeed
 from gateway.outbox import Outbox
@@ -68,12 +69,14 @@ async def test_connections_past_the_caps_are_refused_and_their_places_come_back(
     tmp_path: Path,
 ) -> None:
     settings = GatewaySettings(max_connections=3, max_connections_per_address=2)
+    refused = REGISTRY.get_sample_value("gateway_refused_connections_total") or 0.0
     async with running_gateway(tmp_path, settings) as gw:
         async with raw(gw.url) as first, raw(gw.url) as second:
             for ws in (first, second):
                 assert (await call(ws, {"op": "ping", "id": 1}))["ok"]
             assert (await _handshake_status(gw.url)).startswith(b"HTTP/1.1 503")  # a third
             assert gw.context.stats.refused == 1
+            assert REGISTRY.get_sample_value("gateway_refused_connections_total") == refused + 1
         async with raw(gw.url) as again:  # the two places were given back
             assert (await call(again, {"op": "ping", "id": 2}))["ok"]
         # the total cap, counted without the address cap
