@@ -74,8 +74,11 @@ def _throughput(setup: list[Command], mixed: list[Command]) -> tuple[float, floa
     return elapsed, cpu, events, engine
 
 
-def _latency(setup: list[Command], mixed: list[Command]) -> HdrHistogram:
-    """Per-command latency in nanoseconds (a timer around each execute)."""
+def _latency(
+    setup: list[Command], mixed: list[Command]
+) -> tuple[HdrHistogram, dict[str, dict[str, float]]]:
+    """Per-command latency in nanoseconds (a timer around each execute), and by kind of
+    command its count, mean microseconds and share of the time (where the time goes)."""
     engine = _fresh(setup)
     execute = engine.execute
     clock = time.perf_counter_ns
@@ -86,9 +89,28 @@ def _latency(setup: list[Command], mixed: list[Command]) -> HdrHistogram:
         execute(command, first + i)
         samples[i] = clock() - began
     histogram = HdrHistogram(1, 10_000_000_000, 3)
-    for value in samples:
+    totals: dict[str, list[int]] = {}  # kind -> [count, nanoseconds]
+    for command, value in zip(mixed, samples, strict=True):
         histogram.record_value(max(1, value))
-    return histogram
+        entry = totals.setdefault(_kind(command), [0, 0])
+        entry[0] += 1
+        entry[1] += value
+    spent = max(1, sum(samples))
+    by_kind = {
+        kind: {"count": n, "mean_us": round(ns / n / 1000, 2), "share": round(ns / spent, 3)}
+        for kind, (n, ns) in sorted(totals.items(), key=lambda item: -item[1][1])
+    }
+    return histogram, by_kind
+
+
+def _kind(command: Command) -> str:
+    """``new_order`` split by type and time in force (``new_order limit/ioc``), else the type."""
+    kind = str(command.get("type"))
+    if kind == "new_order":
+        order_type = command.get("order_type", "limit")
+        tif = command.get("tif", "gtc" if order_type == "limit" else "ioc")
+        return f"new_order {order_type}/{tif}"
+    return kind
 
 
 def _resting_memory(count: int) -> dict[str, Any]:
@@ -232,7 +254,7 @@ def _measure(
         for name, m in engine.markets.items()
     }
     del engine
-    histogram = _latency(setup, mixed)
+    histogram, by_kind = _latency(setup, mixed)
     result: dict[str, Any] = {
         "cpu_count": os.cpu_count(),
         # other processes on the machine skew every figure; show how busy it was
@@ -249,6 +271,7 @@ def _measure(
             "p99.9": histogram.get_value_at_percentile(99.9) / 1000,
         },
         "final_book": shape,
+        "by_kind": by_kind,
     }
     if resting:
         result["memory"] = _resting_memory(resting)
@@ -283,6 +306,9 @@ def _report(result: dict[str, Any], as_json: bool) -> None:
     typer.echo(f"latency per command (us): p50 {lat['p50']}  p99 {lat['p99']}  "
                f"p99.9 {lat['p99.9']}")  # fmt: skip
     typer.echo(f"final book: {result['final_book']}")
+    typer.echo("time by kind (timed one by one): " + ", ".join(
+        f"{kind} {k['share']:.0%} ({k['mean_us']} us x {k['count']:,})"
+        for kind, k in result["by_kind"].items()))  # fmt: skip
     if "memory" in result:
         mem = result["memory"]
         typer.echo(f"memory: {mem['bytes_per_resting_order']} bytes per resting order "

@@ -27,6 +27,15 @@ def test_bench_engine_json_report() -> None:
     assert 50 < report["memory"]["bytes_per_resting_order"] < 5000
     assert report["depth"]["deep_book_us"] > 0
     assert abs(sum(report["mix"].values()) - 1) < 0.01
+    # where the time goes, by kind: every command counted once, shares summing to one
+    by_kind = report["by_kind"]
+    assert sum(k["count"] for k in by_kind.values()) == 3000
+    assert abs(sum(k["share"] for k in by_kind.values()) - 1) < 0.01
+    orders = sum(k["count"] for kind, k in by_kind.items() if kind.startswith("new_order "))
+    assert abs(orders - report["mix"]["new_order"] * 3000) <= 2  # the mix is rounded
+    assert all(k["mean_us"] > 0 for k in by_kind.values())
+    fok = report["depth"]["fok_unfillable_us"]
+    assert set(fok) == {"100 orders at one price", "100,000 orders at one price"}
 
 
 def test_workload_is_seeded_and_valid() -> None:
