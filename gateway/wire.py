@@ -40,10 +40,10 @@ MAX_TEXT = 64  # user names and client order ids (ENGINE.md)
 # "qty" let one 64 KiB frame put 64 KiB into the log, 300 times a normal command.
 MAX_DECIMAL_TEXT = 100
 MAX_FILLS_LIMIT = 1000
-# Longest request id (a string id is echoed in the reply). Replies are queued per
-# connection up to a count (GatewaySettings.outbound_buffer), so what one reply may hold
-# of the client's own text bounds what a client that does not read can make us keep:
-# 64 KiB ids made that 256 MiB per connection, without authentication.
+# Longest request id (a string id is echoed in the reply). Replies wait in a connection's
+# outbox (GatewaySettings.outbound_buffer and _chars), so what one reply may hold of the
+# client's own text bounds what a client that does not read can make us keep: 64 KiB ids
+# made that 256 MiB per connection, without authentication, before the size bound.
 MAX_REQUEST_ID_CHARS = 128
 # Client text quoted in an error message is cut to this many characters (same reason).
 MAX_QUOTED_CHARS = 64
