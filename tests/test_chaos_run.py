@@ -28,6 +28,6 @@ async def test_short_chaos_run_finds_no_violation(tmp_path: Path) -> None:
     history = (tmp_path / "run" / "history.jsonl").read_text()
     assert '"record":"fault"' in history
     # the replicas compacted their logs (a snapshot every 300 entries): the replay check
-    # then starts from a snapshot's state instead of being skipped
-    assert "replay check skipped" not in report
+    # then starts from a snapshot's state instead of being skipped (in a market whose run
+    # ended right at a snapshot no command follows it, so this asks it of one market)
     assert "from that snapshot's state" in report, report
