@@ -20,6 +20,15 @@ from gateway.server import serve_gateway
 from gateway.settings import GatewaySettings
 
 MARKETS = (("BTC-USD", "0.01", "0.001"), ("ETH-USD", "0.01", "0.01"))
+# A well-formed new_order request without an id (tests add one).
+ORDER: dict[str, Any] = {
+    "op": "new_order",
+    "market": "BTC-USD",
+    "side": "buy",
+    "order_type": "limit",
+    "price": "10.00",
+    "qty": "1",
+}
 
 
 @attrs.define

@@ -11,16 +11,7 @@ from trio_websocket import ConnectionClosed
 
 from gateway.settings import GatewaySettings
 from shard.node.api import CommandResult, CommandTimeout, Unavailable
-from tests.gateway_harness import call, raw, recv, running_gateway, send, until_barrier
-
-ORDER = {
-    "op": "new_order",
-    "market": "BTC-USD",
-    "side": "buy",
-    "order_type": "limit",
-    "price": "10.00",
-    "qty": "1",
-}
+from tests.gateway_harness import ORDER, call, raw, recv, running_gateway, send, until_barrier
 
 
 def error_of(reply: dict[str, Any]) -> dict[str, Any]:

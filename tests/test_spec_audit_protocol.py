@@ -10,16 +10,7 @@ import pytest
 from trio_websocket import WebSocketConnection
 
 from gateway.errors import ErrorCode, GatewayError, timed_out
-from tests.gateway_harness import call, raw, recv, running_gateway, settle, until_barrier
-
-ORDER = {
-    "op": "new_order",
-    "market": "BTC-USD",
-    "side": "buy",
-    "order_type": "limit",
-    "price": "10.00",
-    "qty": "1",
-}
+from tests.gateway_harness import ORDER, call, raw, recv, running_gateway, settle, until_barrier
 
 
 async def frame(ws: WebSocketConnection, text: str | bytes) -> dict[str, Any]:
