@@ -13,6 +13,7 @@ import orjson
 
 from clob.codec import encode_events
 from clob.engine import Engine
+from clob.events import Event
 from shard.limits import live_order_refusal
 
 
@@ -38,11 +39,9 @@ class EngineApplication:
         except orjson.JSONDecodeError:
             decoded = None  # the engine rejects a non-object command with an event
         engine = self.engine
-        if self.per_user and type(decoded) is dict and decoded.get("type") == "new_order":
-            refusal = live_order_refusal(engine, decoded, seq, self.per_user)
-            if refusal is not None:
-                return encode_events([refusal], engine.markets), engine.take_level_changes()
-        events = encode_events(engine.execute(decoded, seq), engine.markets)
+        refusal = live_order_refusal(engine, decoded, seq, self.per_user)
+        raw: list[Event] = engine.execute(decoded, seq) if refusal is None else [refusal]
+        events = encode_events(raw, engine.markets)
         return events, engine.take_level_changes()
 
     def snapshot(self) -> bytes:

@@ -24,14 +24,14 @@ from clob.events import Event, Rejected
 TOO_MANY_ORDERS: Final = "too_many_orders"
 
 
-def live_order_refusal(
-    engine: Engine, command: dict[str, Any], seq: int, per_user: int
-) -> Rejected | None:
-    """The rejection of ``command`` (a ``new_order``) if its user already holds
+def live_order_refusal(engine: Engine, command: Any, seq: int, per_user: int) -> Rejected | None:
+    """The rejection of ``command`` if it is a ``new_order`` whose user already holds
     ``per_user`` live orders in its market; None otherwise (and when ``per_user`` is 0)."""
+    if not per_user or type(command) is not dict or command.get("type") != "new_order":
+        return None
     name, user = command.get("market"), command.get("user")
-    if not per_user or type(name) is not str or type(user) is not str:
-        return None  # no cap, or ill-formed: the engine says what is wrong
+    if type(name) is not str or type(user) is not str:
+        return None  # ill-formed: the engine says what is wrong
     market = engine.markets.get(name)
     mine = None if market is None else market.user_live.get(user)
     # ``mine`` holds each live order under its id and, when it has one, its client
@@ -55,11 +55,8 @@ class LimitedEngine:
         self.per_user = per_user
 
     def execute(self, command: Any, seq: int) -> list[Event]:
-        if self.per_user and type(command) is dict and command.get("type") == "new_order":
-            refusal = live_order_refusal(self.engine, command, seq, self.per_user)
-            if refusal is not None:
-                return [refusal]
-        return self.engine.execute(command, seq)
+        refusal = live_order_refusal(self.engine, command, seq, self.per_user)
+        return self.engine.execute(command, seq) if refusal is None else [refusal]
 
     def encode(self, event: Event) -> dict[str, Any]:
         return self.engine.encode(event)
