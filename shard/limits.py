@@ -5,7 +5,8 @@ that way. A replica group serving real clients cannot: in an ad hoc test of
 the robustness audit (not kept as a command), one user holding 100,000 live
 orders made each ``orders`` query cost the leader about 0.6 s (long enough to
 lose its leadership) and each ``cancel_all`` about 0.66 s on every replica;
-and past about 520,000 a single result would not fit a replica frame. So each market of a cluster has ``max_live_orders_per_user``
+and past about 520,000 a single result would not fit a replica frame. So each
+market of a cluster has ``max_live_orders_per_user``
 (config/schema.py); a ``new_order`` from a user who already holds that many
 live orders in the market is rejected with reason ``too_many_orders`` before
 the engine sees it, as exchanges do (Binance: 200 open orders per symbol,
