@@ -140,7 +140,7 @@ def read_offline(
         base: EngineBase | None = None
         if recovered.snapshot is not None:
             machine.restore(recovered.snapshot.data)
-            base = EngineBase(machine.seq, app.snapshot())
+            base = EngineBase(machine.seq, app.engine.snapshot())
         first_seq = machine.seq + 1
         commit = recovered.hard_state.commit
         for entry in recovered.entries:

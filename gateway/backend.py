@@ -8,12 +8,14 @@ does :class:`LocalBackend`, an in-process engine for fast gateway tests and
 from __future__ import annotations
 
 import collections
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+import orjson
 import trio
 
-from clob.engine import Engine
+from shard.engineapp import EngineApplication
 from shard.node.api import (
     AppliedItem,
     CommandResult,
@@ -67,19 +69,24 @@ class MarketBackend(Protocol):
         ...
 
 
+_last_stamp = 0  # shared by every LocalBackend of the process: see _stamp
+
+
 class LocalBackend:
     """One market's engine in this process: commands are applied one at a time, in call order.
 
-    It keeps the last ``history`` applied items for :meth:`subscribe` (older
-    ones raise :class:`SubscriptionGone`, as a replica would). Tests can make
-    the next calls fail with :meth:`fail_next` to exercise error handling.
+    The engine runs inside the replicas' :class:`EngineApplication`, so results,
+    level changes and trade times are what a replica group gives. It keeps the
+    last ``history`` applied items for :meth:`subscribe` (older ones raise
+    :class:`SubscriptionGone`, as a replica would). Tests can make the next
+    calls fail with :meth:`fail_next` to exercise error handling.
     """
 
     def __init__(
         self, market: str, tick_size: str, lot_size: str, *, history: int = 10_000
     ) -> None:
         self.market = market
-        self._engine = Engine()
+        self._app = EngineApplication()
         self._seq = 0
         self._history: collections.deque[AppliedItem] = collections.deque(maxlen=history)
         self._applied = trio.Event()
@@ -110,9 +117,9 @@ class LocalBackend:
 
     def _apply(self, command: dict[str, Any]) -> CommandResult:
         self._seq += 1
-        events = self._engine.execute(command, self._seq)
-        rows = [self._engine.encode(e) for e in events]
-        changes: list[LevelChange] = list(self._engine.take_level_changes())
+        self._app.stamp(_stamp())
+        rows, level_changes = self._app.apply(self._seq, orjson.dumps(command))
+        changes: list[LevelChange] = list(level_changes)
         self._history.append(AppliedItem(self._seq, rows, changes))
         self._applied.set()
         self._applied = trio.Event()
@@ -143,8 +150,7 @@ class LocalBackend:
         await trio.lowlevel.checkpoint()
         if self._failures:
             raise self._failures.popleft()
-        events = self._engine.execute(command, self._seq)
-        return CommandResult(self._seq, [self._engine.encode(e) for e in events])
+        return CommandResult(self._seq, self._app.query(command, self._seq))
 
     def subscribe(self, from_seq: int) -> LocalSubscription:
         return LocalSubscription(self, from_seq)
@@ -173,6 +179,15 @@ class LocalBackend:
                 applied_seq=self._seq,
             )
         ]
+
+
+def _stamp() -> int:
+    """The time of a command applied now (µs): strictly increasing across the process's
+    markets, so commands applied one after another in two markets keep their order even
+    within one microsecond (replica groups are never that close: see shard.tradetimes)."""
+    global _last_stamp
+    _last_stamp = max(time.time_ns() // 1000, _last_stamp + 1)
+    return _last_stamp
 
 
 class LocalSubscription:

@@ -9,7 +9,6 @@ import attrs
 import trio
 
 from gateway.auth import KeyStore
-from gateway.fillorder import FillOrder
 from gateway.marketdata import MarketFeed
 from gateway.routing import Market, Router
 from gateway.settings import GatewaySettings
@@ -49,10 +48,8 @@ class GatewayContext:
         self.router = Router(markets)
         self.keys = keys
         self.settings = settings if settings is not None else GatewaySettings()
-        self.fill_order = FillOrder()  # fills seen, in order, by the feeds and in replies
         self.feeds = {
-            m.name: MarketFeed(m.name, m.backend, gateway=name, fill_order=self.fill_order)
-            for m in self.router.markets
+            m.name: MarketFeed(m.name, m.backend, gateway=name) for m in self.router.markets
         }
         self.stats = GatewayStats()
         self.key_holders: dict[str, set[KeyHolder]] = {}  # key id -> connections using it

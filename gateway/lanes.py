@@ -21,9 +21,8 @@ import trio
 
 from gateway import metrics
 from gateway.errors import GatewayError, from_backend, timed_out
-from gateway.fillorder import FillOrder
 from gateway.privacy import redact
-from gateway.routing import Market, merge_command, merge_fills, merge_orders
+from gateway.routing import Market, fills_reply, merge_command, merge_fills, merge_orders
 from gateway.wire import Fills, RequestId, reply_error, reply_ok
 from shard.node.api import CommandResult, ShardError
 from shard.observability import StructuredLogger
@@ -45,7 +44,6 @@ class Job:
     reply: Callable[[str], object]
     started: float
     fills_limit: int | None = None
-    fill_order: FillOrder | None = None  # notes the fills in command replies; orders fills
     results: dict[str, CommandResult] = attrs.field(factory=dict)
     errors: dict[str, GatewayError] = attrs.field(factory=dict)
 
@@ -77,8 +75,6 @@ class Job:
         else:
             assert result is not None
             self.results[market] = result
-            if self.is_command and self.fill_order is not None:
-                self.fill_order.saw(market, result.events)
         if len(self.results) + len(self.errors) == len(self.commands):
             self._finish(log)
 
@@ -107,11 +103,11 @@ class Job:
         if self.fanout and self.op == "orders":
             return merge_orders(parts, self.user or "")
         if self.fanout and self.op == "fills":
-            return merge_fills(parts, self.user or "", self.fills_limit, self.fill_order)
+            return merge_fills(parts, self.user or "", self.fills_limit)
         result = parts[0][1]
         if not result.events:
             raise AssertionError(f"a query returned no event: {result!r}")
-        return dict(result.events[0])
+        return fills_reply(result.events[0]) if self.op == "fills" else dict(result.events[0])
 
 
 class _Lane:

@@ -28,7 +28,6 @@ from sortedcontainers import SortedDict
 
 from gateway import metrics
 from gateway.backend import MarketBackend
-from gateway.fillorder import FillOrder
 from gateway.privacy import redact, users_of
 from gateway.wire import encode
 from shard.node.api import AppliedItem, ShardError, SubscriptionGone
@@ -77,11 +76,9 @@ class MarketFeed:
         backend: MarketBackend,
         *,
         gateway: str = "gw",
-        fill_order: FillOrder | None = None,
     ) -> None:
         self.market = market
         self.backend = backend
-        self.fill_order = fill_order if fill_order is not None else FillOrder()
         self.seq = 0
         self.synced = False  # the book has been loaded once
         self.healthy = False  # the upstream subscription works now
@@ -211,7 +208,6 @@ class MarketFeed:
         if changes:
             self._snapshot = None
             self._send_update(changes)
-        self.fill_order.saw(self.market, item.events)
         for event in item.events:
             if event.get("type") == "fill" and self._trade_subs:
                 self._send_trade(item.seq, event)

@@ -9,11 +9,12 @@ order) and their results are merged:
   and ``seqs`` each market's seq (the seqs of different markets are unrelated
   counters).
 * ``orders``: by market name, then order id (as the engine orders them).
-* ``fills``: oldest first across markets as far as this gateway saw them
-  happen (:mod:`gateway.fillorder`; markets share no clock or seq); within a
-  market the order is exact. ``limit`` applies to the merged list and
-  ``next`` is null (ENGINE.md: always null when no market is named); page one
-  market at a time to read everything.
+* ``fills``: oldest first across markets, by the time each trade's leader
+  sequenced it (the replicas report it beside each fill:
+  :mod:`shard.tradetimes`), then market name and trade id; within a market
+  the order is exact. ``limit`` applies to the merged list and ``next`` is
+  null (ENGINE.md: always null when no market is named); page one market at
+  a time to read everything.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import attrs
 
 from gateway.backend import MarketBackend
 from gateway.errors import GatewayError
-from gateway.fillorder import FillOrder
 from gateway.wire import quoted
 from shard.node.api import CommandResult, Event
 
@@ -78,18 +78,25 @@ def merge_orders(parts: Sequence[tuple[str, CommandResult]], user: str) -> dict[
 
 
 def merge_fills(
-    parts: Sequence[tuple[str, CommandResult]],
-    user: str,
-    limit: int | None,
-    order: FillOrder | None = None,
+    parts: Sequence[tuple[str, CommandResult]], user: str, limit: int | None
 ) -> dict[str, Any]:
-    """Each market's oldest fills merged oldest first, as far as ``order`` knows
-    (:mod:`gateway.fillorder`); without it by market, then trade id."""
-    fills = [f for _, r in parts for f in r.events[0].get("fills", [])]
-    if order is None:
-        fills.sort(key=lambda f: (f.get("market", ""), f.get("trade_id", 0)))
-    else:
-        fills.sort(key=lambda f: order.key(str(f.get("market", "")), int(f.get("trade_id", 0))))
-    if limit is not None:
-        fills = fills[:limit]
-    return {"type": "fills", **_seqs(parts), "user": user, "fills": fills, "next": None}
+    """Each market's oldest fills merged oldest first: by the time of each trade (0 when
+    the replica does not know it), then market and trade id."""
+    timed: list[tuple[int, str, int, Event]] = []
+    for _, result in parts:
+        event = result.events[0]
+        fills = event.get("fills", [])
+        times = event.get("times") or [0] * len(fills)
+        if len(times) != len(fills):
+            raise ValueError(f"a fills result with {len(fills)} fills and {len(times)} times")
+        timed += [(t, f["market"], f["trade_id"], f) for t, f in zip(times, fills, strict=True)]
+    timed.sort(key=lambda row: row[:3])
+    merged = [row[3] for row in (timed if limit is None else timed[:limit])]
+    return {"type": "fills", **_seqs(parts), "user": user, "fills": merged, "next": None}
+
+
+def fills_reply(event: Event) -> dict[str, Any]:
+    """One market's ``fills`` result for the client: without the replicas' ``times``."""
+    reply = dict(event)
+    reply.pop("times", None)
+    return reply

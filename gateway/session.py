@@ -297,7 +297,6 @@ class Session:
             reply=self.push,
             started=started,
             fills_limit=fills_limit(body) if isinstance(body, Fills) else None,
-            fill_order=self.gw.fill_order,
         )
         assert self._lanes is not None
         self._lanes.submit(job, markets)

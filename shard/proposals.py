@@ -5,12 +5,17 @@ session key that makes retries idempotent, the lowest request number the
 client still waits for (everything below may be forgotten), and the
 command's bytes (JSON for the engine). A batch is a msgpack array of
 4-element arrays, so one Raft entry carries many client commands.
+
+The leader starts each batch with a stamp row, ``("", STAMP, time, b"")``:
+its wall-clock time in microseconds, when the trades of the batch happened
+(:mod:`shard.tradetimes`). Client request numbers count from 1 and a
+registration's is 0, so no client can send a stamp.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import attrs
 import msgspec
@@ -31,6 +36,14 @@ _Row = TypeVar("_Row", bound=Sequence[Any])
 
 class BadBatch(ValueError):
     """Entry data that is not a proposal batch (a bug or a corrupt log)."""
+
+
+STAMP: Final = -1  # the request number of a stamp row
+
+
+def stamp_row(now: int) -> list[Any]:
+    """The row that heads a batch sequenced at ``now`` (µs since the epoch)."""
+    return ["", STAMP, now, b""]
 
 
 _ENCODER = msgspec.msgpack.Encoder()

@@ -8,7 +8,11 @@ it really applies: ``seq`` counts applied commands from 1; NOOP and CONFIG
 entries, registrations, refusals and deduplicated retries do not consume a
 number.
 
-Its snapshot is deterministic bytes: applied index and term, seq, the
+A batch's stamp row (:data:`shard.proposals.STAMP`) sets the time the
+application is told its commands happened: the latest stamp, or the time
+before it if that is later, so that time never goes back within a group.
+
+Its snapshot is deterministic bytes: applied index and term, seq, time, the
 session table and the application's own snapshot. Two replicas that applied
 the same log prefix produce byte-identical snapshots.
 """
@@ -21,11 +25,12 @@ from typing import Any, Protocol
 import attrs
 import msgpack
 
-from shard.proposals import decode_rows
+from shard.proposals import STAMP, decode_rows
 from shard.records import Entry, EntryKind
 from shard.sessions import REGISTER, SessionTable, Verdict
 
-_SNAPSHOT_VERSION = 2  # 2: client sessions are registered (a system session)
+_SNAPSHOT_VERSION = 3  # 2: client sessions are registered; 3: the time of the last stamp
+_READABLE_VERSIONS = (2, 3)
 
 
 class Application(Protocol):
@@ -33,6 +38,10 @@ class Application(Protocol):
 
     def apply(self, seq: int, command: bytes) -> Any:
         """Apply one command; the result must be plain msgpack-able data."""
+        ...
+
+    def stamp(self, now: int) -> None:
+        """The commands applied next were sequenced at ``now`` (µs since the epoch)."""
         ...
 
     def snapshot(self) -> bytes: ...
@@ -74,6 +83,7 @@ class ReplicatedStateMachine:
         self.applied_index = 0
         self.applied_term = 0
         self.seq = 0
+        self.time = 0  # the latest stamp (µs), never decreasing
 
     def apply(self, entries: Iterable[Entry]) -> list[Outcome]:
         return [Outcome(*row) for row in self.apply_rows(entries)]
@@ -102,9 +112,13 @@ class ReplicatedStateMachine:
             for position, (client_id, request_no, ack_below, command) in enumerate(
                 decode_rows(entry.data)
             ):
-                if request_no == REGISTER:
-                    session = sessions.register(client_id, index, position)
-                    append((index, client_id, request_no, registered, session, 0))
+                if request_no <= REGISTER:
+                    if request_no == REGISTER:
+                        session = sessions.register(client_id, index, position)
+                        append((index, client_id, request_no, registered, session, 0))
+                    elif request_no == STAMP and ack_below > self.time:
+                        self.time = ack_below
+                        self.app.stamp(ack_below)
                     continue
                 verdict = check(client_id, request_no, ack_below, index)
                 if verdict is new:
@@ -125,21 +139,27 @@ class ReplicatedStateMachine:
             self.applied_index,
             self.applied_term,
             self.seq,
+            self.time,
             self.sessions.to_plain(),
             self.app.snapshot(),
         ]
         return msgpack.packb(state, use_bin_type=True)  # type: ignore[no-any-return]
 
     def restore(self, data: bytes) -> None:
-        version, index, term, seq, sessions, app = msgpack.unpackb(data, raw=False)
-        if version != _SNAPSHOT_VERSION:
+        fields = msgpack.unpackb(data, raw=False)
+        version = fields[0]
+        if version not in _READABLE_VERSIONS:
             raise ValueError(
-                f"state machine snapshot format {version}, this build reads {_SNAPSHOT_VERSION}"
+                f"state machine snapshot format {version}, this build reads {_READABLE_VERSIONS}"
                 " (a data directory from an incompatible version)"
             )
-        self.applied_index, self.applied_term, self.seq = index, term, seq
+        if version == 2:  # from before stamps: no time yet
+            fields.insert(4, 0)
+        _, index, term, seq, time, sessions, app = fields
+        self.applied_index, self.applied_term, self.seq, self.time = index, term, seq, time
         self.sessions.load_plain(sessions)
         self.app.restore(app)
+        self.app.stamp(time)
 
 
 class RegisterApplication:
@@ -155,6 +175,9 @@ class RegisterApplication:
     def apply(self, seq: int, command: bytes) -> Any:
         self.items.append(command)
         return len(self.items)
+
+    def stamp(self, now: int) -> None:
+        pass  # the register has no use for time
 
     def snapshot(self) -> bytes:
         return msgpack.packb(self.items, use_bin_type=True)  # type: ignore[no-any-return]

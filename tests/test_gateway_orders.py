@@ -96,7 +96,7 @@ async def test_fills_without_market_merge_in_order_and_page_per_market(tmp_path:
             ("ETH-USD", 1),
             ("BTC-USD", 1),
             ("ETH-USD", 2),
-        ]  # as they happened (tests/test_gateway_fillorder.py)
+        ]  # as they happened (tests/test_trade_times.py)
         page = await bob.fills("ETH-USD", limit=1)
         assert len(page["fills"]) == 1 and page["next"] is not None
         rest = await bob.fills("ETH-USD", after=page["next"])

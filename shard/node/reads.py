@@ -80,10 +80,9 @@ class ReadQueue:
                 still.append((index, queries))
                 continue
             seq = self.rsm.seq
-            engine = self.app.engine
+            answer = self.app.query
             for query, reply in queries:
-                events = [engine.encode(e) for e in engine.execute(query, seq)]
-                reply(protocol.result(seq, events))
+                reply(protocol.result(seq, answer(query, seq)))
         self._confirmed = still
 
     def expire(self, ticks: int) -> None:

@@ -55,7 +55,7 @@ from shard.node.ticking import TickClock, WakeTimer
 from shard.node.transport import PeerTransport
 from shard.node.waiters import Waiters
 from shard.observability import get_logger
-from shard.proposals import encode_rows, split_rows
+from shard.proposals import encode_rows, split_rows, stamp_row
 from shard.raft import NotLeader, ProposalDropped, Raft, Ready, Role
 from shard.raft import codec as raft_codec
 from shard.raft.messages import (
@@ -298,8 +298,9 @@ class Replica:
                 self.waiters.fail((client, req), self.not_leader_error())
             return
         options = self.options
+        now = time.time_ns() // 1000  # the batch's stamp: when its trades happen
         for batch in split_rows(rows, options.max_batch_commands, options.max_batch_bytes):
-            data = encode_rows(batch)  # the shard.proposals batch format
+            data = encode_rows([stamp_row(now), *batch])  # the shard.proposals batch format
             try:
                 raft.propose(data)
             except NotLeader as exc:

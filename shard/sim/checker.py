@@ -39,6 +39,7 @@ class Checker:
         self._seen_commit: dict[str, int] = {}
         self._logs: dict[str, tuple[int, list[int]]] = {}  # node -> (base index, terms)
         self._snapshots: dict[int, bytes] = {}
+        self._times: dict[int, int] = {}  # log index -> state machine time after it
         self._applied_new: dict[tuple[str, int], int] = {}
         self.acks: dict[tuple[str, int], tuple[int, object]] = {}
         self.checks = 0
@@ -119,6 +120,16 @@ class Checker:
 
     def on_apply(self, node: str, e: Entry) -> None:
         self._record_committed(node, e, "applies")
+
+    def on_time(self, node: str, index: int, before: int, after: int) -> None:
+        """A node's state machine time after applying ``index`` (shard.tradetimes): the same
+        on every node, and never earlier than before the entry."""
+        self.checks += 1
+        if after < before:
+            self.fail(f"stamp time: {node} went back from {before} to {after} at index {index}")
+        seen = self._times.setdefault(index, after)
+        if seen != after:
+            self.fail(f"stamp time: {node} has {after} after index {index}, another had {seen}")
 
     def on_snapshot(self, node: str, index: int, data: bytes) -> None:
         digest = hashlib.blake2b(data, digest_size=16).digest()

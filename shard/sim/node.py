@@ -12,7 +12,7 @@ import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from shard.proposals import Proposal, encode_batch
+from shard.proposals import STAMP, Proposal, encode_batch
 from shard.raft import NotLeader, ProposalDropped, Raft, RaftConfig, Ready, Role
 from shard.records import Membership
 from shard.sessions import Verdict
@@ -49,6 +49,9 @@ class SimNode:
         self.waiting: dict[tuple[str, int], Any] = {}  # client requests this node accepted
         self.queued: list[Proposal] = []
         self.reads: list[tuple[bytes, int, int | None]] = []  # (context, floor, read index)
+        # Each node's clock is off by its own few ticks (without drawing on the seeded
+        # random stream), so a new leader's stamps may be behind its predecessor's.
+        self.clock_skew = int(node_id.lstrip("n") or 0) * 7 % 31 - 15
         self.boot()
 
     def _new_state_machine(self) -> ReplicatedStateMachine:
@@ -105,8 +108,9 @@ class SimNode:
         if not self.queued:
             return
         batch, self.queued = self.queued, []
+        stamp = Proposal("", STAMP, self.cluster.now + self.clock_skew, b"")
         try:
-            index, term = self.raft.propose(encode_batch(batch))
+            index, term = self.raft.propose(encode_batch([stamp, *batch]))
         except (NotLeader, ProposalDropped) as exc:
             self.cluster.trace.log(f"{self.id} drops {len(batch)} proposals: {exc}")
             return
@@ -158,8 +162,10 @@ class SimNode:
             self.sm.restore(rd.snapshot.data)
         for e in rd.committed_entries:
             cl.checker.on_apply(self.id, e)
+            before = self.sm.time
             for out in self.sm.apply_entry(e):
                 self._outcome(out)
+            cl.checker.on_time(self.id, e.index, before, self.sm.time)
         for rs in rd.read_states:
             self.reads = [(c, f, rs.index if c == rs.context else i) for c, f, i in self.reads]
         self.ready = None
