@@ -49,6 +49,7 @@ async def serve_gateway(
                 None,
                 handler_nursery=nursery,
                 message_queue_size=WS_QUEUE,
+                connect_timeout=gateway.settings.handshake_timeout_seconds,
                 # frames up to the hard limit are read and answered with too_large
                 max_message_size=gateway.settings.hard_frame_bytes,
             )
@@ -73,6 +74,8 @@ async def _handle(gateway: GatewayContext, request: WebSocketRequest) -> None:
             await request.reject(503, body=b"too many connections")
         except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             log.debug("refused client went away first", error=repr(exc))
+        finally:
+            await _close_refused(request)
         return
     try:
         try:
@@ -95,3 +98,19 @@ async def _handle(gateway: GatewayContext, request: WebSocketRequest) -> None:
             metrics.CONNECTIONS.dec()
     finally:
         gateway.release(address)
+
+
+async def _close_refused(request: WebSocketRequest) -> None:
+    """Close a refused connection's socket now.
+
+    trio-websocket (0.12) marks a rejected connection closed without closing its
+    socket, and its reader then waits for the client to hang up: a client that
+    never does would keep a file descriptor and a task here however many times it
+    is refused. The request exposes no public way to reach the socket, so this
+    uses the library's own attributes (the version is pinned;
+    tests/test_gateway_memory_bounds.py fails if they change). Closing it ends
+    the reader, which sees the closed stream as an aborted connection.
+    """
+    stream = getattr(getattr(request, "_connection", None), "_stream", None)
+    if isinstance(stream, trio.abc.AsyncResource):
+        await stream.aclose()

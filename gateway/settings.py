@@ -43,5 +43,8 @@ class GatewaySettings:
     # refused with HTTP 503 (each connection may hold up to the buffers above)
     max_connections: int = 10_000
     max_connections_per_address: int = 1_000
+    # a TCP connection that has not completed its WebSocket handshake by then is closed
+    # (it is not counted in the caps above until it has)
+    handshake_timeout_seconds: float = 10.0
     # messages buffered between one market's upstream subscription and its fan-out
     feed_buffer: int = 10_000

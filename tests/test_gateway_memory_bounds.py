@@ -87,16 +87,56 @@ async def test_connections_past_the_caps_are_refused_and_their_places_come_back(
         assert gw.context.admit("10.0.0.4")
 
 
+async def test_the_gateway_closes_a_refused_connection_itself(tmp_path: Path) -> None:
+    """A refused client that keeps its socket open must not keep a place on the gateway
+    (a file descriptor and a reader task): trio-websocket leaves it open after the 503,
+    so refusals alone would let one address hold any number of sockets."""
+    settings = GatewaySettings(max_connections=3, max_connections_per_address=1)
+    async with running_gateway(tmp_path, settings) as gw, raw(gw.url) as first:
+        assert (await call(first, {"op": "ping", "id": 1}))["ok"]
+        for _ in range(3):
+            response = await _refused_response(gw.url)  # read until the gateway closes
+            assert response.startswith(b"HTTP/1.1 503") and response.endswith(b"connections")
+
+
+async def test_a_connection_that_never_completes_its_handshake_is_closed(tmp_path: Path) -> None:
+    settings = GatewaySettings(handshake_timeout_seconds=0.3)
+    async with running_gateway(tmp_path, settings) as gw:
+        host, port = gw.url.removeprefix("ws://").rstrip("/").rsplit(":", 1)
+        async with await trio.open_tcp_stream(host, int(port)) as silent:
+            await silent.send_all(b"GET / HTTP/1.1\r\n")  # and nothing more
+            with trio.fail_after(5):
+                assert await silent.receive_some(4096) == b""  # closed by the gateway
+        async with raw(gw.url) as ws:  # a client that completes it is served
+            assert (await call(ws, {"op": "ping", "id": 1}))["ok"]
+
+
+async def _handshake(url: str) -> trio.SocketStream:
+    """A plain socket that has sent a WebSocket handshake to ``url``."""
+    host, port = url.removeprefix("ws://").rstrip("/").rsplit(":", 1)
+    stream = await trio.open_tcp_stream(host, int(port))
+    await stream.send_all(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    return stream
+
+
 async def _handshake_status(url: str) -> bytes:
     """The status line a WebSocket handshake to ``url`` gets (a plain socket, so that a
     refused handshake leaves nothing open)."""
-    host, port = url.removeprefix("ws://").rstrip("/").rsplit(":", 1)
-    stream = await trio.open_tcp_stream(host, int(port))
-    async with stream:
-        await stream.send_all(
-            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
+    async with await _handshake(url) as stream:
         with trio.fail_after(5):
             response = await stream.receive_some(4096)
     return response.split(b"\r\n", 1)[0]
+
+
+async def _refused_response(url: str) -> bytes:
+    """Everything the gateway sends a handshake before it closes the connection (this
+    side never closes first; fails after 5 seconds)."""
+    async with await _handshake(url) as stream:
+        received = b""
+        with trio.fail_after(5):
+            while chunk := await stream.receive_some(4096):
+                received += chunk
+    return received
