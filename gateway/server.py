@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 from functools import partial
 
 import trio
@@ -16,10 +17,38 @@ from trio_websocket import (
 from gateway import metrics
 from gateway.context import GatewayContext
 from gateway.session import Session
-from shard.observability import get_logger
+from shard.observability import StructuredLogger, get_logger
 
 # trio-websocket's own receive queue; our reader drains it continuously
 WS_QUEUE = 16
+# descriptors beyond one per client connection: replica links, logs, the metrics port,
+# connections still in their handshake
+DESCRIPTOR_MARGIN = 1024
+
+
+def ensure_descriptors(needed: int, log: StructuredLogger) -> int:
+    """Raise this process's open-file limit towards ``needed`` (as far as the hard limit
+    allows) and return the limit now in force.
+
+    Many systems start processes with a soft limit of 1,024 descriptors, far below the
+    connections a gateway admits; past the limit ``accept`` fails and new clients
+    wait in the kernel's backlog instead of being served or refused.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        if target > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            log.info("raised the open-file limit", before=soft, now=target)
+            soft = target
+        if soft < needed:
+            log.warning(
+                "the open-file limit is below the connections this gateway admits",
+                limit=soft,
+                needed=needed,
+                hint="raise the hard limit (ulimit -Hn) or lower max_connections",
+            )
+    return soft
 
 
 async def serve_gateway(
@@ -36,6 +65,7 @@ async def serve_gateway(
     every connection: cancelling it closes them all.
     """
     log = get_logger("gateway.server", gateway=gateway.name)
+    ensure_descriptors(gateway.settings.max_connections + DESCRIPTOR_MARGIN, log)
     async with trio.open_nursery() as nursery:
         for feed in gateway.feeds.values():
             await nursery.start(feed.run)

@@ -3,15 +3,19 @@ one shared book snapshot per seq, and a rate-limit token for every frame, oversi
 
 from __future__ import annotations
 
+import resource
 from pathlib import Path
 
+import pytest
 import trio
 from prometheus_client import REGISTRY
 
 from gateway.marketdata import MarketFeed
 from gateway.outbox import Outbox
+from gateway.server import DESCRIPTOR_MARGIN, ensure_descriptors
 from gateway.settings import GatewaySettings
 from shard.node.api import AppliedItem
+from shard.observability import get_logger
 from tests.gateway_harness import call, raw, running_gateway
 
 
@@ -140,3 +144,30 @@ async def _refused_response(url: str) -> bytes:
             while chunk := await stream.receive_some(4096):
                 received += chunk
     return received
+
+
+@pytest.mark.parametrize(
+    ("soft", "hard", "now", "warned"),
+    [
+        (1024, 4096, 4096, True),  # raised as far as allowed, still short: said so
+        (1024, resource.RLIM_INFINITY, 11_024, False),
+        (1024, 50_000, 11_024, False),
+        (20_000, 20_000, 20_000, False),  # enough already: untouched
+    ],
+)
+def test_the_gateway_raises_its_open_file_limit_for_the_connections_it_admits(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    soft: int,
+    hard: int,
+    now: int,
+    warned: bool,
+) -> None:
+    limits = {resource.RLIMIT_NOFILE: (soft, hard)}
+    monkeypatch.setattr(resource, "getrlimit", lambda which: limits[which])
+    monkeypatch.setattr(resource, "setrlimit", lambda which, pair: limits.update({which: pair}))
+    log = get_logger("test.fd")
+    needed = GatewaySettings().max_connections + DESCRIPTOR_MARGIN
+    assert ensure_descriptors(needed, log) == now
+    assert limits[resource.RLIMIT_NOFILE] == (now, hard)
+    assert ("below the connections" in caplog.text) is warned
