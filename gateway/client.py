@@ -28,7 +28,9 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket
 from gateway.client_streams import BookStream, StreamQueue, TradeStream, UserStream
 from gateway.settings import MAX_FRAME_BYTES
 
-CLIENT_MAX_MESSAGE = 64 * 1024 * 1024  # book snapshots can be large
+# What this client accepts from a gateway it chose to trust: book snapshots can be
+# large, and so can a command's reply (a taker sweeping 300,000 orders has as many fills).
+CLIENT_MAX_MESSAGE = 1024 * 1024 * 1024
 STREAM_QUEUE = 10_000
 
 

@@ -16,7 +16,7 @@ from shard.node import protocol
 from shard.node.api import AppliedItem, BadRequest, SubscriptionGone, Unavailable
 from shard.node.client import ShardClient
 from shard.node.clientserver import ClientServer, Reply, Subscriber
-from shard.node.framing import FrameDecoder, encode_frame
+from shard.node.framing import MAX_FRAME, FrameDecoder, encode_frame
 
 
 def free_port() -> int:
@@ -33,6 +33,7 @@ class Group:
         self.applications = 0
         self.registered: list[str] = []  # session ids handed out, in order
         self.forgotten: set[str] = set()  # sessions the group no longer knows
+        self.pad = 0  # characters of padding in each event (a command's result can be huge)
 
 
 class FakeReplica:
@@ -68,6 +69,8 @@ class FakeReplica:
             self.group.applications += 1
             seq = len(self.group.items) + 1
             events = [{"type": "echo", "seq": seq, "cmd": orjson.loads(cmd)}]
+            if self.group.pad:
+                events[0]["pad"] = "x" * self.group.pad
             self.group.items.append(AppliedItem(seq, events, [("M", "buy", "1", "2")]))
             self.group.sessions[key] = protocol.result(seq, events)
             for sub, _ in list(self.subscribers.values()):
@@ -386,4 +389,24 @@ async def test_submit_many_retries_the_unanswered_after_redirect_and_loss() -> N
             again = await client.submit_many([{"n": i} for i in range(20, 25)])
             assert [r.seq for r in again] == [21, 22, 23, 24, 25]  # remembered, not re-applied
             assert group.applications == 25 and client.leader == "r2"
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_result_larger_than_a_request_frame_reaches_the_client_and_its_streams() -> None:
+    """A taker that sweeps a few hundred thousand resting orders has a result of more than
+    64 MiB (one fill each). Requests to a replica stay bounded by MAX_FRAME, but what the
+    replicas send their clients must get through: a client refusing it would retry the
+    same remembered result for ever, and every stream would stall at that seq."""
+    async with trio.open_nursery() as nursery:
+        group, _, _, market = await start_group(nursery, ["r1", "r2"])
+        group.pad = MAX_FRAME + 1024
+        async with ShardClient(market, "c1", retry_for=3.0) as client:
+            with trio.fail_after(30):
+                result = await client.submit({"n": "sweep"})
+            assert len(result.events[0]["pad"]) == group.pad
+            group.pad = 0
+            with trio.fail_after(30):
+                async with client.subscribe(from_seq=1) as items:
+                    item = await items.__anext__()
+            assert item.seq == 1 and len(item.events[0]["pad"]) == MAX_FRAME + 1024
         nursery.cancel_scope.cancel()

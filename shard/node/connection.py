@@ -18,7 +18,7 @@ import trio
 
 from config.load import parse_address
 from shard.node import protocol
-from shard.node.framing import FrameDecoder, encode_frame, encode_frames
+from shard.node.framing import MAX_REPLY_FRAME, FrameDecoder, encode_frame, encode_frames
 
 _READ_SIZE = 1 << 18
 _CONNECT_TIMEOUT_S = 1.0
@@ -60,7 +60,7 @@ class ReplicaConnection:
         self._gather_writes = gather_writes  # see ShardClient
         self._stream: trio.SocketStream | None = None
         self._connect_lock = trio.Lock()
-        self._decoder = FrameDecoder()
+        self._decoder = FrameDecoder(max_frame=MAX_REPLY_FRAME)
         self._waiting: dict[int, _Slot] = {}
         self._unanswered: deque[_Slot] = deque()  # hand-over candidates, oldest first
         self._rids = itertools.count(1)

@@ -25,6 +25,12 @@ HEADER = 4
 # Large enough for a snapshot chunk or a big AppendEntries batch, small enough
 # that one peer cannot make us allocate without bound.
 MAX_FRAME = 64 * 1024 * 1024
+# What a client accepts from its replicas (replies and subscription pushes). One
+# command's result may be far larger than any request: a taker sweeping 300,000
+# resting orders has as many fills (about 70 MB). Refusing it would make the client
+# retry the same remembered result for ever and stall every stream at that seq; the
+# client trusts its replicas, and what they send is bounded by what they hold.
+MAX_REPLY_FRAME = 1024 * 1024 * 1024
 _LENGTH = struct.Struct(">I")
 
 

@@ -17,7 +17,7 @@ import trio
 from config.load import parse_address
 from shard.node import protocol
 from shard.node.api import AppliedItem, ShardError, SubscriptionGone, Unavailable
-from shard.node.framing import FrameDecoder, FrameError, encode_frame
+from shard.node.framing import MAX_REPLY_FRAME, FrameDecoder, FrameError, encode_frame
 
 _READ_SIZE = 1 << 18
 _CONNECT_TIMEOUT_S = 1.0
@@ -35,7 +35,7 @@ class Subscription:
         self.retry_for = retry_for
         self.replica: str | None = None  # the one currently streaming
         self._stream: trio.SocketStream | None = None
-        self._decoder = FrameDecoder()
+        self._decoder = FrameDecoder(max_frame=MAX_REPLY_FRAME)
         self._items: deque[AppliedItem] = deque()
         self._turn = 0
         self._closed = False
@@ -121,7 +121,7 @@ class Subscription:
 
     async def _try(self, name: str, address: str) -> None:
         host, port = parse_address(address)
-        self._decoder = FrameDecoder()
+        self._decoder = FrameDecoder(max_frame=MAX_REPLY_FRAME)
         with trio.fail_after(_CONNECT_TIMEOUT_S):
             self._stream = await trio.open_tcp_stream(host, port)
             await self._stream.send_all(
