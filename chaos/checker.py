@@ -30,6 +30,7 @@ from chaos.committed import (
     leaked_names,
     redact,
 )
+from chaos.fills_checks import check_fills_order
 from chaos.history import Event, Operation, Subscription
 from chaos.order_model import OrderModel, order_key
 from chaos.stream_checks import check_streams
@@ -480,6 +481,7 @@ def check_all(
         *check_realtime(ops),
         *check_queries(ops, logs),
         *check_streams(subscriptions, logs),
+        *check_fills_order(ops),
     ]
     if engine_factory is not None:
         violations += check_replay(ops, logs, engine_factory, prelude, engine_restore)

@@ -25,6 +25,7 @@ import attrs
 import trio
 import trio_websocket
 
+from chaos.fills_checks import ALL_MARKETS
 from chaos.history import COMMAND_OPS, History, Pending, Subscription
 from config.schema import MarketConfig
 from gateway.client import ClientError, Disconnected, GatewayClient, open_client
@@ -122,8 +123,10 @@ class OrderGenerator:
                 return "amend", market.name, fields
         elif roll < 0.27:
             return "cancel_all", market.name, {"market": market.name}
-        elif roll < 0.45:
+        elif roll < 0.42:
             return "orders", market.name, {"market": market.name}
+        elif roll < 0.45:
+            return "fills", ALL_MARKETS, {}  # every market's, in the order they happened
         return "new_order", market.name, self._new_order(market)
 
     def _new_order(self, market: MarketSpec) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import random
 from collections import Counter
 from decimal import Decimal
 
+from chaos.fills_checks import ALL_MARKETS
 from chaos.workload import MarketSpec, OrderGenerator, definitely_not_applied
 from clob.engine import Engine
 from gateway.client import ClientError, Disconnected
@@ -33,20 +34,20 @@ def test_generator_requests_are_valid_and_never_repeat_a_command() -> None:
     for _ in range(3000):
         op, market, fields = generator.next_request()
         kinds[op] += 1
-        assert fields["market"] == market
+        assert fields.get("market", ALL_MARKETS) == market  # fills without one: every market
         if op == "new_order":
             assert fields["client_order_id"] not in cids, "a client_order_id is never reused"
             cids.add(fields["client_order_id"])
         if op in ("cancel", "amend"):
             assert "client_order_id" not in fields, "cancels and amends go by order_id"
             targeted[(op, market, fields["order_id"])] += 1
-        seq += op != "orders"
+        seq += op not in ("orders", "fills")
         events = [
             engine.encode(e) for e in engine.execute({"type": op, "user": "u1", **fields}, seq)
         ]
         rejections.update(e["reason"] for e in events if e["type"] == "rejected")
         generator.learn(market, events, "u1")
-    assert set(kinds) == {"new_order", "cancel", "amend", "cancel_all", "orders"}
+    assert set(kinds) == {"new_order", "cancel", "amend", "cancel_all", "orders", "fills"}
     assert max(targeted.values()) == 1, "each order is cancelled at most once and amended once"
     # the workload is well-formed: only rejections that depend on the book's state
     assert set(rejections) <= {"unknown_order", "would_take"}, rejections
