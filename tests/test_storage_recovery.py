@@ -184,6 +184,27 @@ def test_crash_after_installed_snapshot_before_log_reset(tmp_path: Path) -> None
     storage.close()
 
 
+def test_a_log_discarded_on_recovery_stays_discarded_after_another_crash(tmp_path: Path) -> None:
+    """Found by the storage model soak. Recovery discards a log that does not hold its
+    snapshot's (index, term); the node then acts on the shorter log. That decision must be
+    durable before it does: else a later snapshot that happens to match a stale entry
+    (here (13, 2)) would bring the discarded entries after it back after the next crash."""
+    members = Membership(("a",))
+    storage, _ = open_storage(tmp_path)
+    storage.append(entries(1, 30, term=2))
+    storage.sync()
+    storage.save_snapshot(SnapshotMeta(12, 1, members), b"from a leader")  # does not match
+    storage.close()  # the compaction record was never synced
+    storage, recovered = open_storage(tmp_path)
+    assert recovered.entries == [] and storage.last_index == 12
+    storage.save_snapshot(SnapshotMeta(13, 2, members), b"from the next leader")
+    storage.close()  # again before any sync
+    storage, recovered = open_storage(tmp_path)
+    assert recovered.snapshot is not None and recovered.snapshot.meta.index == 13
+    assert recovered.entries == [] and storage.last_index == 13  # not entries 14..30 again
+    storage.close()
+
+
 def test_log_compacted_past_the_newest_valid_snapshot_refuses(tmp_path: Path) -> None:
     storage, _ = open_storage(tmp_path)
     storage.append(entries(1, 30))

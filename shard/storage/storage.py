@@ -215,13 +215,18 @@ def _recover(
                 )
             if meta.index > base:
                 # Crashed after the snapshot was saved, before its compaction record was
-                # durable: apply the same rule the compaction record would have.
+                # durable: apply the same rule the compaction record would have, and make
+                # the record durable before the node acts on the log it leaves. Left
+                # buffered, a second crash would recover the old log again, and a later
+                # snapshot matching one of its stale entries would revive the entries
+                # after it, which this recovery had discarded.
                 at = meta.index - base - 1
                 if at < len(entries) and entries[at].term == meta.term:
                     entries = entries[at + 1 :]
                 else:
                     entries = []
                 wal.compact(meta.index, meta.term)
+                wal.sync()
     except BaseException:
         wal.close()
         raise
