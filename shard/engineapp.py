@@ -15,7 +15,7 @@ import orjson
 
 from clob.codec import encode_events
 from clob.engine import Engine
-from clob.events import Event
+from clob.events import Accepted, Amended, Event
 from shard.limits import live_order_refusal
 from shard.tradetimes import TradeTimes
 
@@ -56,12 +56,18 @@ class EngineApplication:
         refusal = live_order_refusal(engine, decoded, seq, self.per_user)
         raw: list[Event] = engine.execute(decoded, seq) if refusal is None else [refusal]
         events = encode_events(raw, engine.markets)
-        if len(raw) > 1:  # a trade comes after the accepted or amended event that made it
-            self._note_trades(self.now)
+        if len(raw) > 1:
+            # Trades come only from a new order or an amend, after its accepted or amended
+            # event, in that event's market.
+            first = raw[0]
+            if type(first) is Accepted or type(first) is Amended:
+                name = first.market
+                last_trade = engine.markets[name].next_trade_id - 1
+                self.trade_times.note(name, last_trade, self.now)
         return events, engine.take_level_changes()
 
     def _note_trades(self, now: int) -> None:
-        """Trades made since the last call happened at ``now``."""
+        """Every market's trades not noted yet happened at ``now``."""
         note = self.trade_times.note
         for name, market in self.engine.markets.items():
             note(name, market.next_trade_id - 1, now)

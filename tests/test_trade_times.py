@@ -230,3 +230,19 @@ def test_a_fills_result_whose_times_do_not_match_its_fills_is_refused() -> None:
     result.events[0]["times"] = [20]
     with pytest.raises(ValueError, match="2 fills and 1 times"):
         merge_fills([(market, result)], "u", None)
+
+
+def test_a_trade_made_by_an_amend_gets_its_batch_time() -> None:
+    sm, app, gw = _session_machine()
+    market = _command(type="create_market", market="ETH", tick_size="0.01", lot_size="1")
+    sell = _command(type="new_order", market="ETH", user="a", side="sell", order_type="limit",
+                    price="14.00", qty="1")  # fmt: skip
+    buy = _command(type="new_order", market="ETH", user="b", side="buy", order_type="limit",
+                   price="13.00", qty="1")  # fmt: skip
+    sm.apply([_entry(2, _stamp(1_000), *(Proposal(gw, r, r, c) for r, c in ((1, market),
+              (2, sell), (3, buy))))])  # fmt: skip
+    amend = _command(type="amend", market="ETH", user="b", order_id=2, price="14.00")
+    [outcome] = sm.apply([_entry(3, _stamp(7_000), Proposal(gw, 4, 4, amend))])
+    assert [e["type"] for e in outcome.result[0]] == ["amended", "fill"]
+    [result] = app.query({"type": "fills", "user": "b"}, sm.seq)
+    assert result["times"] == [7_000]

@@ -72,8 +72,18 @@ def _entries(
         next_req[client] += 1
         low = max(1, req - window)
         rows.append([clients[client], req, low - low % _ACK_STEP, orjson.dumps(command)])
+    from shard import proposals
+
+    # the leader's stamp heads each batch (a tree from before stamps has none)
+    stamp = getattr(proposals, "stamp_row", None)
+    heads = [] if stamp is None else [stamp(1_764_000_000_000_000)]
     return [
-        Entry(1, first_index + n, EntryKind.NORMAL, encode_rows(rows[start : start + batch]))
+        Entry(
+            1,
+            first_index + n,
+            EntryKind.NORMAL,
+            encode_rows([*heads, *rows[start : start + batch]]),
+        )
         for n, start in enumerate(range(0, len(rows), batch))
     ]
 
@@ -192,7 +202,10 @@ def main() -> None:
         "follower": args.follower,
         "subscribers": args.subscribers,
     }
-    counted = sum(len(decode_rows(e.data)) for e in entries[len(entries) // _WARM_FRACTION :])
+    counted = sum(  # client commands only (request numbers count from 1), not stamps
+        sum(row[1] >= 1 for row in decode_rows(e.data))
+        for e in entries[len(entries) // _WARM_FRACTION :]
+    )
     with tempfile.TemporaryDirectory() as tmp:
         workload = Path(tmp) / "workload.pickle"
         workload.write_bytes(pickle.dumps((rsm.snapshot(), entries, options)))
