@@ -8,9 +8,11 @@ import pytest
 
 from shard.raft.messages import Heartbeat
 from shard.records import Entry, EntryKind, HardState
+from shard.sessions import Verdict
 from shard.sim.checker import Checker, Violation
 from shard.sim.disk import SimDisk
 from shard.sim.network import SimNetwork
+from shard.statemachine import Outcome
 
 
 def e(index: int, term: int = 1, data: bytes = b"") -> Entry:
@@ -100,3 +102,17 @@ def test_checker_catches_overwritten_committed_entry_and_log_mismatch() -> None:
     # and a node that held the committed entry must never replace it.
     with pytest.raises(Violation, match="committed entry lost"):
         chk.on_entries("a", 0, (e(1, 3, b"w"),))
+
+
+def test_checker_compares_acknowledged_results_as_a_client_receives_them() -> None:
+    chk = Checker()
+    out = Outcome(3, "c", 1, Verdict.NEW, None, 7)
+    chk.on_outcome("n1", out)
+    fresh = ([{"type": "accepted", "order_id": 1}], [("M", "buy", "1", "2")])
+    chk.on_ack("c", 1, 7, fresh)
+    # remembered since a snapshot restore: lists, the same MessagePack bytes
+    chk.on_ack("c", 1, 7, [[{"type": "accepted", "order_id": 1}], [["M", "buy", "1", "2"]]])
+    with pytest.raises(Violation, match="exactly once"):
+        chk.on_ack("c", 1, 7, [[{"type": "accepted", "order_id": 2}], []])
+    with pytest.raises(Violation, match="exactly once"):
+        chk.on_ack("c", 1, 8, fresh)

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import hashlib
 
+import msgpack
+
 from shard.raft import Raft
 from shard.records import Entry
 from shard.sessions import Verdict
@@ -145,11 +147,17 @@ class Checker:
             self.fail(f"exactly once: {key} applied at index {first} and again at {out.index}")
 
     def on_ack(self, client: str, request_no: int, seq: int, result: object) -> None:
+        """Acknowledgements of one request agree, compared as a client receives them: packed.
+
+        (A result remembered since a snapshot restore holds lists where a freshly
+        applied one may hold tuples; both pack to the same MessagePack arrays.)
+        """
         key = (client, request_no)
         if key not in self._applied_new:
             self.fail(f"acknowledged {key} was never applied")
+        packed = msgpack.packb(result, use_bin_type=True)
         first = self.acks.setdefault(key, (seq, result))
-        if first != (seq, result):
+        if first[0] != seq or msgpack.packb(first[1], use_bin_type=True) != packed:
             self.fail(f"exactly once: {key} acknowledged as {first} and as {(seq, result)}")
 
     def on_read(self, node: str, floor: int, value: int) -> None:
