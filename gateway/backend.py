@@ -69,9 +69,6 @@ class MarketBackend(Protocol):
         ...
 
 
-_last_stamp = 0  # shared by every LocalBackend of the process: see _stamp
-
-
 class LocalBackend:
     """One market's engine in this process: commands are applied one at a time, in call order.
 
@@ -181,13 +178,20 @@ class LocalBackend:
         ]
 
 
-def _stamp() -> int:
+class _StampClock:
     """The time of a command applied now (µs): strictly increasing across the process's
     markets, so commands applied one after another in two markets keep their order even
     within one microsecond (replica groups are never that close: see shard.tradetimes)."""
-    global _last_stamp
-    _last_stamp = max(time.time_ns() // 1000, _last_stamp + 1)
-    return _last_stamp
+
+    def __init__(self) -> None:
+        self.last = 0
+
+    def __call__(self) -> int:
+        self.last = max(time.time_ns() // 1000, self.last + 1)
+        return self.last
+
+
+_stamp = _StampClock()  # one for every LocalBackend of the process
 
 
 class LocalSubscription:
