@@ -28,6 +28,7 @@ from chaos.supervisor import ChaosCluster
 from config.schema import MarketConfig
 from shard.engineapp import EngineApplication
 from shard.node.api import NodeStatus, ShardError, SubscriptionGone
+from shard.node.client import client_opener
 from shard.node.subscription import Subscription
 from shard.observability import get_logger
 from shard.statemachine import ReplicatedStateMachine
@@ -64,7 +65,11 @@ async def settle(cluster: ChaosCluster, timeout: float = 30.0) -> dict[str, list
 
 
 async def fetch_events(
-    market: MarketConfig, replica: str, upto_seq: int, timeout: float = 30.0
+    market: MarketConfig,
+    replica: str,
+    upto_seq: int,
+    timeout: float = 30.0,
+    secret: bytes | None = None,
 ) -> tuple[list[CommittedEntry], str | None]:
     """One replica's applied events for seqs 1..upto_seq; (entries, problem or None).
 
@@ -73,6 +78,7 @@ async def fetch_events(
     keeps, and the problem says so.
     """
     address = next(r.client for r in market.replicas if r.name == replica)
+    opening = client_opener(secret)
     entries: list[CommittedEntry] = []
     if upto_seq <= 0:
         return entries, None
@@ -81,7 +87,9 @@ async def fetch_events(
     with trio.move_on_after(timeout) as scope:
         while True:
             try:
-                async with Subscription([(replica, address)], start, retry_for=5.0) as items:
+                async with Subscription(
+                    [(replica, address)], start, retry_for=5.0, opening=opening
+                ) as items:
                     async for item in items:
                         entries.append(CommittedEntry(item.seq, tuple(item.events)))
                         if item.seq >= upto_seq:

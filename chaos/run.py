@@ -97,7 +97,7 @@ async def _collect_live(
         upto = max((s.applied_seq for s in statuses[market.name] if s.reachable), default=0)
         per_market[market.name] = {}
         for replica in market.replicas:
-            entries, problem = await fetch_events(market, replica.name, upto)
+            entries, problem = await fetch_events(market, replica.name, upto, secret=cluster.secret)
             if problem:
                 problems.append(problem)
             per_market[market.name][replica.name] = CommittedLog.from_entries(market.name, entries)

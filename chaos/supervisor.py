@@ -32,6 +32,7 @@ from cli.processes import clob_command
 from config.load import parse_address
 from config.render import write_config
 from config.schema import ClusterConfig, MarketConfig, TimingConfig
+from config.secret import read_secret
 from gateway.auth import KeyStore
 from shard.node.api import NodeStatus
 from shard.node.client import ShardClient
@@ -84,7 +85,10 @@ class ChaosCluster:
         self.meshes = meshes
         self.processes = processes
         self.api_keys = api_keys
-        self._clients = {m.name: ShardClient(m, retry_for=2.0) for m in cluster.markets}
+        self.secret = read_secret(cluster)
+        self._clients = {
+            m.name: ShardClient(m, retry_for=2.0, secret=self.secret) for m in cluster.markets
+        }
         # status clients that skip one replica (a paused one would slow every poll)
         self._without: dict[str, ShardClient] = {}
 
@@ -247,7 +251,9 @@ class ChaosCluster:
             if client is None:
                 config = self.market_of(skip)
                 others = tuple(r for r in config.replicas if r.name != skip)
-                client = ShardClient(attrs.evolve(config, replicas=others), retry_for=1.0)
+                client = ShardClient(
+                    attrs.evolve(config, replicas=others), retry_for=1.0, secret=self.secret
+                )
                 self._without[skip] = client
             statuses = await client.status()
         leaders = [s for s in statuses if s.reachable and s.role == "leader"]
@@ -278,7 +284,7 @@ async def open_cluster(
     every replica; small values make a short run compact its logs and install snapshots.
     """
     root.mkdir(parents=True, exist_ok=True)
-    cluster = build_cluster(root, durability=durability, timing=timing)
+    cluster = build_cluster(root, durability=durability, timing=timing, secret=True)
     base = write_config(cluster, root / "cluster.toml")
     store = KeyStore(cluster.keys_file)
     api_keys = {user: store.create(user).api_key for user in users}

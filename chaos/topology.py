@@ -19,6 +19,7 @@ import attrs
 from config.load import parse_address
 from config.ports import free_ports
 from config.schema import ClusterConfig, GatewayConfig, MarketConfig, ReplicaConfig, TimingConfig
+from config.secret import create_secret
 
 # (name, tick_size, lot_size)
 DEFAULT_MARKETS: tuple[tuple[str, str, str], ...] = (
@@ -35,9 +36,14 @@ def build_cluster(
     gateways: int = 2,
     durability: str = "fsync",
     timing: TimingConfig | None = None,
+    secret: bool = False,
 ) -> ClusterConfig:
-    """The real configuration, data directories under ``root``."""
+    """The real configuration, data directories under ``root``; with ``secret``, a cluster
+    secret file there too, so that every connection to a replica must prove it."""
     specs = list(markets)
+    secret_file = root / "cluster.secret"
+    if secret:
+        create_secret(secret_file)
     ports = iter(free_ports(len(specs) * replicas * 2 + gateways))
     market_configs = []
     for name, tick, lot in specs:
@@ -61,6 +67,7 @@ def build_cluster(
         durability="none" if durability == "none" else "fsync",
         keys_file=str(root / "keys.json"),
         timing=timing or TimingConfig(),
+        secret_file=str(secret_file) if secret else None,
     )
 
 

@@ -8,6 +8,7 @@ can reach their client addresses.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -17,6 +18,7 @@ import typer
 from cli.apps import admin_app
 from config.load import ConfigError, load_config
 from config.schema import ClusterConfig, MarketConfig
+from config.secret import SecretError, create_secret, read_secret
 from shard.node.api import NodeStatus, ShardError, Unavailable
 from shard.node.client import ShardClient
 
@@ -29,6 +31,16 @@ def _cluster(config: str) -> ClusterConfig:
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
+
+
+def _client(cluster: ClusterConfig, market: MarketConfig) -> ShardClient:
+    """A client of ``market``'s group that proves the cluster secret, if one is configured."""
+    try:
+        secret = read_secret(cluster)
+    except SecretError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    return ShardClient(market, "clob-admin", secret=secret)
 
 
 def _market(cluster: ClusterConfig, market: str | None, node: str | None) -> MarketConfig:
@@ -93,7 +105,7 @@ def status(
     async def run() -> dict[str, list[NodeStatus]]:
         out: dict[str, list[NodeStatus]] = {}
         for m in markets:
-            async with ShardClient(m, "clob-admin") as client:
+            async with _client(cluster, m) as client:
                 out[m.name] = await client.status()
         return out
 
@@ -112,13 +124,9 @@ def status(
         typer.echo(_format_status(m, found[m.name]))
 
 
-async def _admin(market: MarketConfig, action: str, **fields: Any) -> dict[str, Any]:
-    async with ShardClient(market, "clob-admin") as client:
-        return await client.admin(action, **fields)
-
-
-async def _admin_remove(market: MarketConfig, node: str) -> dict[str, Any]:
-    return await _admin(market, "remove_replica", node=node)
+async def _admin_remove(client: ShardClient, node: str) -> dict[str, Any]:
+    async with client:
+        return await client.admin("remove_replica", node=node)
 
 
 def _run_or_exit(fn: Any, *args: Any) -> Any:
@@ -141,7 +149,7 @@ def add_replica(
     m = _market(cluster, market, node)
 
     async def run() -> None:
-        async with ShardClient(m, "clob-admin") as client:
+        async with _client(cluster, m) as client:
             reply = await client.admin("add_replica", node=node)
             typer.echo(f"{node} added as learner at log index {reply['index']}")
             with trio.fail_after(timeout):
@@ -171,7 +179,7 @@ def remove_replica(
     """Remove a replica (voter or learner) from its group."""
     cluster = _cluster(config)
     m = _market(cluster, market, node)
-    reply = _run_or_exit(_admin_remove, m, node)
+    reply = _run_or_exit(_admin_remove, _client(cluster, m), node)
     typer.echo(f"{node} removed at log index {reply['index']}")
 
 
@@ -187,7 +195,7 @@ def transfer_leader(
     m = _market(cluster, market, to)
 
     async def run() -> None:
-        async with ShardClient(m, "clob-admin") as client:
+        async with _client(cluster, m) as client:
             await client.admin("transfer_leader", target=to)
             with trio.fail_after(timeout):
                 while True:
@@ -213,7 +221,7 @@ def snapshot(
 
     async def run() -> list[tuple[str, dict[str, Any] | str]]:
         out: list[tuple[str, dict[str, Any] | str]] = []
-        async with ShardClient(m, "clob-admin") as client:
+        async with _client(cluster, m) as client:
             for name in names:
                 try:
                     with trio.fail_after(10):
@@ -229,3 +237,18 @@ def snapshot(
             typer.echo(
                 f"{name}: index {reply['index']} seq {reply['seq']} digest {reply['digest']}"
             )
+
+
+@admin_app.command("create-secret")
+def create_secret_file(config: str = typer.Option(..., "--config", help=CONFIG_HELP)) -> None:
+    """Create the cluster secret file the topology names (``secret_file``), if missing.
+
+    Copy the same file to every machine of the cluster (replicas, gateways, admin).
+    """
+    cluster = _cluster(config)
+    if cluster.secret_file is None:
+        typer.echo(f"{config} names no secret_file: replicas accept any connection", err=True)
+        raise typer.Exit(2)
+    path = Path(cluster.secret_file)
+    made = create_secret(path)
+    typer.echo(f"{'created' if made else 'kept the existing'} cluster secret {path}")

@@ -13,6 +13,7 @@ import config as config_package
 from cli.apps import app
 from config.load import ConfigError, load_config
 from config.schema import ClusterConfig
+from config.secret import SecretError, read_secret
 from gateway.assembly import run_gateway
 from gateway.settings import GatewaySettings
 from shard.observability import configure_logging
@@ -53,6 +54,11 @@ def gateway(
     """Serve the client WebSocket API for every market of the cluster."""
     configure_logging(log_level, json=json_logs)
     cluster = load_cluster(config)
+    if not local_engine:
+        try:
+            read_secret(cluster)  # a missing or short secret file is a usage error
+        except SecretError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--config") from exc
     settings = GatewaySettings(request_timeout_seconds=request_timeout)
     trio.run(_serve, cluster, name, local_engine, settings)  # until SIGTERM or Ctrl-C
 

@@ -6,6 +6,7 @@ import typer
 
 from cli.apps import app
 from config.load import ConfigError, load_config
+from config.secret import SecretError, read_secret
 from shard.node.node import main as run_node_main
 from shard.node.options import ReplicaOptions
 from shard.observability import configure_logging
@@ -31,4 +32,9 @@ def node(
     if cluster.replica(name) is None:
         typer.echo(f"{config}: no replica named {name!r}", err=True)
         raise typer.Exit(2)
+    try:
+        read_secret(cluster)  # the runtime reads it again; a bad file is a usage error here
+    except SecretError as exc:
+        typer.echo(f"{config}: {exc}", err=True)
+        raise typer.Exit(2) from exc
     run_node_main(config, name, ReplicaOptions(snapshot_every=snapshot_every))

@@ -21,6 +21,7 @@ from cli.apps import app
 from cli.gateway import DEFAULT_CONFIG, config_file, load_cluster
 from cli.processes import ProcessGroup, clob_command, wait_listening
 from config.schema import ClusterConfig
+from config.secret import create_secret, read_secret
 from gateway.auth import KeyStore
 from shard.node.client import ShardClient
 
@@ -43,6 +44,8 @@ def up(
     if gateway is None:
         raise typer.BadParameter(f"no gateway {gateway_name!r} in {config}", param_hint="--gateway")
     _demo_keys(cluster)
+    if cluster.secret_file is not None and create_secret(Path(cluster.secret_file)):
+        typer.echo(f"created the cluster secret {cluster.secret_file} (replicas require it)")
     logs = Path(cluster.keys_file).parent / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     clob = clob_command()
@@ -119,7 +122,8 @@ async def _watch_children(group: ProcessGroup) -> None:
 
 
 async def _status_loop(cluster: ClusterConfig, every: float) -> None:
-    clients = [ShardClient(m, client_id="clob-up-status") for m in cluster.markets]
+    secret = read_secret(cluster)
+    clients = [ShardClient(m, client_id="clob-up-status", secret=secret) for m in cluster.markets]
     try:
         while True:
             await trio.sleep(every)

@@ -162,6 +162,8 @@ def _market_problems(index: int, market: MarketConfig) -> Iterator[tuple[str, st
 def _topology_problems(cluster: ClusterConfig) -> Iterator[tuple[str, str]]:
     if not cluster.cluster_id:
         yield "cluster_id", "must not be empty"
+    if cluster.secret_file is not None and not cluster.secret_file:
+        yield "secret_file", "must not be empty (leave it out to accept any connection)"
     if not cluster.markets:
         yield "markets", "at least one market is required"
     timing = cluster.timing

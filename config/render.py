@@ -19,6 +19,7 @@ def render_toml(cluster: ClusterConfig) -> str:
         f"cluster_id = {_toml_str(cluster.cluster_id)}",
         f"durability = {_toml_str(cluster.durability)}",
         f"keys_file = {_toml_str(cluster.keys_file)}",
+        *([f"secret_file = {_toml_str(cluster.secret_file)}"] if cluster.secret_file else []),
         "",
         "[timing]",
         f"tick_ms = {cluster.timing.tick_ms}",

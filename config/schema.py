@@ -67,6 +67,9 @@ class ClusterConfig:
     durability: Durability = "fsync"
     keys_file: str = "var/keys.json"
     timing: TimingConfig = TimingConfig()
+    # A file holding the cluster secret that every connection to a replica must prove
+    # (shard/node/authentication.py); None: replicas accept any connection.
+    secret_file: str | None = None
 
     def market(self, name: str) -> MarketConfig | None:
         return next((m for m in self.markets if m.name == name), None)

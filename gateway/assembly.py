@@ -11,6 +11,7 @@ from trio_websocket import WebSocketServer
 
 from config.load import parse_address
 from config.schema import ClusterConfig, GatewayConfig
+from config.secret import read_secret
 from gateway.auth import KeyStore
 from gateway.backend import LocalBackend, MarketBackend
 from gateway.context import GatewayContext
@@ -38,6 +39,7 @@ async def open_backends(
     ``client_id`` must be unique per gateway process: it is half of the
     idempotency key of every command the gateway forwards.
     """
+    secret = None if local_engine else read_secret(config)
     async with AsyncExitStack() as stack:
         backends: dict[str, MarketBackend] = {}
         for market in config.markets:
@@ -45,7 +47,7 @@ async def open_backends(
                 backends[market.name] = LocalBackend(market.name, market.tick_size, market.lot_size)
             else:
                 # gather_writes: the lanes woken by one read of replies send in one write
-                client = ShardClient(market, client_id=client_id, gather_writes=True)
+                client = ShardClient(market, client_id=client_id, gather_writes=True, secret=secret)
                 await stack.enter_async_context(client)
                 backends[market.name] = client
         yield backends

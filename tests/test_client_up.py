@@ -6,6 +6,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 
@@ -22,6 +23,9 @@ async def test_up_serves_demo_users_and_stops_on_ctrl_c(tmp_path: Path, local_en
     cluster = build_cluster(
         tmp_path, markets=(("BTC-USD", "0.01", "0.001"),), gateways=1, durability="none"
     )
+    # a secret file that does not exist yet: `clob up` creates it, as on a first `make run`
+    secret = tmp_path / "var" / "cluster.secret"
+    cluster = attrs.evolve(cluster, secret_file=str(secret))
     config = write_config(cluster, tmp_path / "cluster.toml")
     argv = [*clob_command(), "up", "--config", str(config), "--status-every", "0.5"]
     if local_engine:
@@ -60,4 +64,5 @@ async def test_up_serves_demo_users_and_stops_on_ctrl_c(tmp_path: Path, local_en
                 await process.wait()
     text = out.read_text()
     assert "stopped" in text and "killed" not in text, text
+    assert f"created the cluster secret {secret}" in text and secret.stat().st_size > 16
     assert process.returncode == 0, text

@@ -21,8 +21,10 @@ from chaos.topology import build_cluster
 from cli.processes import ProcessGroup, clob_command, wait_listening
 from config.render import write_config
 from config.schema import ClusterConfig
+from config.secret import read_secret
 from gateway.auth import KeyStore
 from gateway.client import ClientError, GatewayClient, open_client
+from shard.node.api import Unavailable
 from shard.node.client import ShardClient
 from tests.gateway_harness import call, raw, recv, send
 
@@ -49,7 +51,9 @@ class Cluster:
     async def leader(self, market: str) -> str:
         spec = self.config.market(market)
         assert spec is not None
-        async with ShardClient(spec, client_id="e2e-status") as client:
+        async with ShardClient(
+            spec, client_id="e2e-status", secret=read_secret(self.config)
+        ) as client:
             with trio.fail_after(30):
                 while True:
                     for status in await client.status():
@@ -73,7 +77,7 @@ async def open_cluster(
     """Every market's replica group and one gateway as processes; stopped on exit."""
     if not _node_available():
         pytest.skip("the node runtime (clob node) is not available yet")
-    config = build_cluster(tmp_path, markets=markets, gateways=1, durability="none")
+    config = build_cluster(tmp_path, markets=markets, gateways=1, durability="none", secret=True)
     path = write_config(config, tmp_path / "cluster.toml")
     store = KeyStore(config.keys_file)
     keys = {user: store.create(user).api_key for user in ("alice", "bob")}
@@ -126,6 +130,12 @@ async def test_order_lifecycle_through_a_real_cluster(cluster: Cluster) -> None:
                 if view.seq >= cancelled["seq"]:
                     break
         assert view.seq > first.seq and view.asks == () and view.bids == ()
+    # the replicas serve only connections that prove the cluster secret (the gateway does)
+    spec = cluster.config.market("BTC-USD")
+    assert spec is not None and cluster.config.secret_file is not None
+    async with ShardClient(spec, "intruder", retry_for=0.5) as intruder:
+        with pytest.raises(Unavailable, match="refused this client"):
+            await intruder.query({"type": "orders", "user": "alice"})
 
 
 async def _place_reliably(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import os
+import time
 from collections.abc import Callable
 from typing import Any, Self
 
@@ -29,7 +30,9 @@ from shard.node.api import (
     ShardError,
     Unavailable,
 )
+from shard.node.authentication import NONCE_BYTES, Authenticator, client_opening
 from shard.node.connection import ConnectFailed, ConnectionLost, ReplicaConnection
+from shard.node.framing import encode_frame
 from shard.node.subscription import Subscription
 
 _STATUS_TIMEOUT_S = 1.0
@@ -70,6 +73,20 @@ def _refused_before(answer: _Answer) -> ShardError:
     return _error_of(answer)
 
 
+def client_opener(secret: bytes | None) -> Callable[[str], bytes | None]:
+    """For a client holding ``secret`` (or none): replica name -> the frame that opens a
+    connection to it, proving the secret (None: nothing to prove)."""
+    if secret is None:
+        return lambda replica: None
+    auth = Authenticator(secret)
+
+    def opening(replica: str) -> bytes | None:
+        now_ms = time.time_ns() // 1_000_000
+        return encode_frame(client_opening(auth, replica, now_ms, os.urandom(NONCE_BYTES)))
+
+    return opening
+
+
 class ShardClient:
     """Client of one replica group; see :mod:`shard.node.api` for the contract.
 
@@ -87,8 +104,11 @@ class ShardClient:
         *,
         retry_for: float = 5.0,
         gather_writes: bool = False,
+        secret: bytes | None = None,
     ) -> None:
         self.market = market
+        # proves the cluster secret on each new connection (shard/node/authentication.py)
+        self.opening = client_opener(secret)
         self.gather_writes = gather_writes
         # The label this client registers under; the group assigns the session id.
         self.client_id = client_id or f"client-{os.urandom(4).hex()}"
@@ -119,7 +139,7 @@ class ShardClient:
         connection = self._connections.get(name)
         if connection is None or not connection.usable:
             connection = ReplicaConnection(
-                name, self.addresses[name], gather_writes=self.gather_writes
+                name, self.addresses[name], gather_writes=self.gather_writes, opening=self.opening
             )
             self._connections[name] = connection
         return connection
@@ -370,7 +390,10 @@ class ShardClient:
         if self.leader is not None:
             order.append(self.leader)
         return Subscription(
-            [(n, self.addresses[n]) for n in order], from_seq, retry_for=self.retry_for
+            [(n, self.addresses[n]) for n in order],
+            from_seq,
+            retry_for=self.retry_for,
+            opening=self.opening,
         )
 
     async def status(self) -> list[NodeStatus]:

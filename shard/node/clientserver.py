@@ -14,6 +14,7 @@ good frame gets a ``bad_request`` error reply and the connection stays open.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -22,6 +23,7 @@ import trio
 
 from config.load import parse_address
 from shard.node import protocol
+from shard.node.authentication import CLIENT, Authenticator
 from shard.node.framing import Encoded, FrameDecoder, FrameError, encode_frames
 from shard.observability import get_logger
 
@@ -119,10 +121,19 @@ class ClientConnection:
 class ClientServer:
     """Serves the shard client protocol on ``listen`` for one replica."""
 
-    def __init__(self, service: ReplicaService, listen: str, *, node: str = "") -> None:
+    def __init__(
+        self,
+        service: ReplicaService,
+        listen: str,
+        *,
+        node: str = "",
+        auth: Authenticator | None = None,
+    ) -> None:
         self.service = service
         self.listen = listen
         self.port = 0
+        self.node = node
+        self.auth = auth  # None: any connection is served
         self._log = get_logger("shard.node.clientserver", node=node)
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
@@ -165,15 +176,34 @@ class ClientServer:
 
     async def _read_loop(self, conn: ClientConnection) -> None:
         decoder = FrameDecoder()
+        opened = self.auth is None
         while True:
             data = await conn.stream.receive_some(_READ_SIZE)
             if not data:
                 return
             decoder.feed(data)
             for message in decoder.messages():
+                if not opened:
+                    if not await self._admit(conn, message):
+                        return
+                    opened = True
+                    continue
                 self._dispatch(conn, message)
                 if conn.overflowed:
                     return
+
+    async def _admit(self, conn: ClientConnection, opening: Any) -> bool:
+        """Whether the connection's first frame proves the cluster secret; if not, the
+        client is told why (code ``unauthorized``) and the connection ends."""
+        assert self.auth is not None
+        frame = opening if isinstance(opening, dict) and opening.get("t") == "auth" else None
+        now_ms = time.time_ns() // 1_000_000
+        refusal = self.auth.check(CLIENT, (self.node,), frame, now_ms)
+        if refusal is None:
+            return True
+        self._log.warning("refused unauthenticated client", peer=conn.peer, reason=refusal)
+        await conn.stream.send_all(encode_frames([protocol.error(protocol.UNAUTHORIZED, refusal)]))
+        return False
 
     def _dispatch(self, conn: ClientConnection, message: Any) -> None:
         if type(message) is dict and message.get("t") == "batch":

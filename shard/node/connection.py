@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
+from collections.abc import Callable
 
 import trio
 
@@ -54,9 +55,17 @@ class _Slot:
 class ReplicaConnection:
     """One multiplexed connection to one replica (see the module docstring)."""
 
-    def __init__(self, name: str, address: str, *, gather_writes: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        address: str,
+        *,
+        gather_writes: bool = False,
+        opening: Callable[[str], bytes | None] | None = None,
+    ) -> None:
         self.name = name
         self.address = address
+        self._opening = opening  # replica name -> the frame proving the cluster secret
         self._gather_writes = gather_writes  # see ShardClient
         self._stream: trio.SocketStream | None = None
         self._connect_lock = trio.Lock()
@@ -79,8 +88,12 @@ class ReplicaConnection:
                 host, port = parse_address(self.address)
                 try:
                     with trio.fail_after(_CONNECT_TIMEOUT_S):
-                        self._stream = await trio.open_tcp_stream(host, port)
-                except (OSError, trio.TooSlowError) as exc:
+                        stream = await trio.open_tcp_stream(host, port)
+                        opening = self._opening(self.name) if self._opening else None
+                        if opening is not None:
+                            await stream.send_all(opening)
+                        self._stream = stream
+                except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
                     raise ConnectFailed(f"{self.name} at {self.address}: {exc}") from exc
             return self._stream
 
@@ -190,6 +203,10 @@ class ReplicaConnection:
             try:
                 for reply in self._decoder.messages():
                     rid = reply.get("rid") if isinstance(reply, dict) else None
+                    if rid is None and reply.get("code") == protocol.UNAUTHORIZED:
+                        why = reply.get("message")
+                        self._fail(ConnectionLost(f"{self.name} refused this client: {why}"))
+                        return
                     slot = self._waiting.get(rid) if isinstance(rid, int) else None
                     if slot is not None and slot.reply is None:
                         slot.reply = reply

@@ -30,6 +30,7 @@ BAD_REQUEST: Final = "bad_request"
 INTERNAL: Final = "internal"
 GONE: Final = "gone"
 SESSION_EXPIRED: Final = "session_expired"
+UNAUTHORIZED: Final = "unauthorized"  # the connection did not prove the cluster secret
 MAX_CLIENT_LABEL_CHARS: Final = 64
 
 ADMIN_ACTIONS: Final = frozenset(

@@ -34,10 +34,12 @@ from typing import Any
 import trio
 
 from config.schema import ClusterConfig, MarketConfig, ReplicaConfig
+from config.secret import read_secret
 from shard.engineapp import EngineApplication
 from shard.node import protocol
 from shard.node.admin import follower_lag, replica_status, run_admin
 from shard.node.applied import AppliedRing
+from shard.node.authentication import Authenticator
 from shard.node.clientserver import ClientServer, Reply, Subscriber
 from shard.node.digests import (
     Checkpoint,
@@ -105,12 +107,15 @@ class Replica:
         self.metrics = metrics or NodeMetrics(name, self.market.name)
         self.log = get_logger("shard.node", node=name, market=self.market.name)
         self.client_addresses = {r.name: r.client for r in self.market.replicas}
+        secret = read_secret(cluster)  # SecretError names the file and what is wrong
+        self.auth = Authenticator(secret) if secret is not None else None
         self.transport: PeerTransport = PeerTransport(
             cluster.cluster_id,
             name,
             self.me.raft,
             {r.name: r.raft for r in self.market.replicas},
             deliver=self._received,
+            auth=self.auth,
         )
         self.ring = AppliedRing(options.ring_capacity)
         self.digests = DigestBook()
@@ -161,7 +166,7 @@ class Replica:
                 await nursery.start(self.transport.serve)
                 nursery.start_soon(self._timer.run)
                 nursery.start_soon(self._drive)
-                server = ClientServer(self, self.me.client, node=self.name)
+                server = ClientServer(self, self.me.client, node=self.name, auth=self.auth)
                 self.client_port = await nursery.start(server.serve)
                 self.log.info("replica serving", client=self.me.client, raft=self.me.raft)
                 task_status.started(self)

@@ -10,6 +10,7 @@ still keeps that seq: the caller must resync from a query.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Self
 
 import trio
@@ -28,9 +29,15 @@ class Subscription:
     """Async iterator of :class:`AppliedItem`; also an async context manager."""
 
     def __init__(
-        self, replicas: list[tuple[str, str]], from_seq: int, *, retry_for: float = 5.0
+        self,
+        replicas: list[tuple[str, str]],
+        from_seq: int,
+        *,
+        retry_for: float = 5.0,
+        opening: Callable[[str], bytes | None] | None = None,
     ) -> None:
         self.replicas = replicas
+        self._opening = opening  # replica name -> the frame proving the cluster secret
         self.next_seq = from_seq
         self.retry_for = retry_for
         self.replica: str | None = None  # the one currently streaming
@@ -124,8 +131,10 @@ class Subscription:
         self._decoder = FrameDecoder(max_frame=MAX_REPLY_FRAME)
         with trio.fail_after(_CONNECT_TIMEOUT_S):
             self._stream = await trio.open_tcp_stream(host, port)
+            opening = self._opening(name) if self._opening is not None else None
             await self._stream.send_all(
-                encode_frame({"t": "subscribe", "rid": 0, "from_seq": self.next_seq})
+                (opening or b"")
+                + encode_frame({"t": "subscribe", "rid": 0, "from_seq": self.next_seq})
             )
             while True:
                 data = await self._stream.receive_some(_READ_SIZE)

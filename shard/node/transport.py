@@ -27,7 +27,9 @@ stamps the message and appends it to its inbox there).
 from __future__ import annotations
 
 import contextlib
+import os
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +37,7 @@ import attrs
 import trio
 
 from config.load import parse_address
+from shard.node.authentication import NONCE_BYTES, PEER, Authenticator
 from shard.node.framing import FrameDecoder, FrameError, encode_frame
 from shard.observability import get_logger
 
@@ -92,8 +95,10 @@ class PeerTransport:
         *,
         deliver: Callable[[str, Any], None],
         queue_size: int = 4096,
+        auth: Authenticator | None = None,
     ) -> None:
         self.cluster_id = cluster_id
+        self.auth = auth  # a hello must prove the cluster secret (None: not required)
         self.name = name
         self.listen = listen
         self._queue_size = queue_size
@@ -232,6 +237,11 @@ class PeerTransport:
             return f"this is {self.name!r}, not {hello.get('to')!r}"
         if not isinstance(name, str) or name == self.name:
             return f"peer claims our own name {name!r}"
+        if self.auth is not None:
+            now_ms = time.time_ns() // 1_000_000
+            refusal = self.auth.check(PEER, (self.cluster_id, name, self.name), hello, now_ms)
+            if refusal is not None:
+                return refusal
         if name not in self._wanted:
             return f"{name!r} is not a member of this group"
         old = self._inbound.get(name)
@@ -269,7 +279,16 @@ class PeerTransport:
         with trio.fail_after(_CONNECT_TIMEOUT_S):
             stream = await trio.open_tcp_stream(host, port)
         async with stream:
-            hello = {"t": "hello", "cluster": self.cluster_id, "name": self.name, "to": peer.name}
+            hello: dict[str, Any] = {
+                "t": "hello",
+                "cluster": self.cluster_id,
+                "name": self.name,
+                "to": peer.name,
+            }
+            if self.auth is not None:
+                fields = (self.cluster_id, self.name, peer.name)
+                now_ms = time.time_ns() // 1_000_000
+                hello.update(self.auth.proof(PEER, fields, now_ms, os.urandom(NONCE_BYTES)))
             decoder = FrameDecoder()
             with trio.fail_after(_CONNECT_TIMEOUT_S):
                 await stream.send_all(encode_frame(hello))
