@@ -26,6 +26,12 @@ print(" ".join(r.name for m in markets for r in m.replicas if not r.join))
 PYEOF
 )"
 
+# the cluster secret the topology names (if any), created on first use as `clob up` does
+if "$PY" -c "import sys; from config.load import load_config; \
+sys.exit(0 if load_config(sys.argv[1]).secret_file else 1)" "$CONFIG"; then
+  "$PY" -c "from cli.main import main; main()" admin create-secret --config "$CONFIG"
+fi
+
 mkdir -p var/local/logs
 PIDS=()
 stop() {
