@@ -286,3 +286,25 @@ def test_an_idle_commit_still_reaches_the_followers_in_the_next_ready() -> None:
     assert all(not m.entries and m.commit == index for m in appends)
     c.process()
     assert all(c.normal_applied(n) == [b"x"] for n in c.nodes)
+
+
+def test_a_follower_that_lost_acknowledged_entries_catches_up_without_a_new_leader() -> None:
+    """A disk that drops fsynced writes is outside Raft's fault model (`clob chaos`'s
+    torn_wal does it to one follower): the follower then refuses the probe at the index it
+    had acknowledged. The leader must probe lower, or the follower is stuck until the
+    next election; doing so is safe, as the commit index never goes back."""
+    c = LockstepCluster(["a", "b", "c"])
+    c.elect("a")
+    for i in range(10):
+        c.propose("a", b"v%d" % i)
+    c.tick(times=2)
+    acknowledged = c.nodes["a"].progress["b"].match
+    store = c.stores["b"]
+    store.entries = [e for e in store.entries if e.index <= acknowledged - 4]  # the lost tail
+    c.restart("b")
+    for i in range(10, 13):
+        c.propose("a", b"v%d" % i)
+    c.tick(times=6)
+    assert c.stores["b"].entries[-1].index == c.nodes["a"].log.last_index()
+    assert c.normal_applied("b")[-3:] == [b"v10", b"v11", b"v12"]
+    assert c.nodes["a"].progress["b"].match == c.nodes["a"].log.last_index()

@@ -131,6 +131,14 @@ class Progress:
             return True
         if self.next - 1 != rejected:
             return False  # answers a probe we have already moved past
+        if rejected <= self.match and hint_next <= self.match:
+            # It refused the entry at ``match``, which it had acknowledged: it lost part of
+            # its log (a disk that dropped fsynced writes, outside Raft's fault model), or
+            # this is an old answer overtaken by its acknowledgement. Probing at ``match``
+            # would be refused for ever, so probe where it says its log ends. Safe either
+            # way: ``match`` only feeds the commit rule, and the commit index never goes
+            # back (an old answer just costs one more round trip).
+            self.match = hint_next - 1
         self.next = max(min(rejected, hint_next), self.match + 1, 1)
         self.probe_sent = False
         return True
