@@ -117,31 +117,25 @@ def _session_machine() -> tuple[ReplicatedStateMachine, EngineApplication, str]:
     return sm, app, str(registered.result)
 
 
+def _limit(user: str, side: str, price: str, qty: str = "2") -> bytes:
+    """A limit order in ETH as a replica receives it (JSON bytes)."""
+    return _command(type="new_order", market="ETH", user=user, side=side, order_type="limit",
+                    price=price, qty=qty)  # fmt: skip
+
+
+def _create_eth() -> bytes:
+    return _command(type="create_market", market="ETH", tick_size="0.01", lot_size="1")
+
+
 def _trade(client: str, req: int, price: str) -> list[Proposal]:
-    sell = _command(
-        type="new_order",
-        market="ETH",
-        user="a",
-        side="sell",
-        order_type="limit",
-        price=price,
-        qty="2",
-    )
-    buy = _command(
-        type="new_order",
-        market="ETH",
-        user="b",
-        side="buy",
-        order_type="limit",
-        price=price,
-        qty="2",
-    )
+    """User a sells 2 to user b at ``price``: two proposals, one trade."""
+    sell, buy = _limit("a", "sell", price), _limit("b", "buy", price)
     return [Proposal(client, req, req, sell), Proposal(client, req + 1, req + 1, buy)]
 
 
 def test_each_trade_gets_the_time_of_the_batch_that_made_it_and_the_query_reports_it() -> None:
     sm, app, gw = _session_machine()
-    market = _command(type="create_market", market="ETH", tick_size="0.01", lot_size="1")
+    market = _create_eth()
     sm.apply([_entry(2, _stamp(1_000), Proposal(gw, 1, 1, market))])
     sm.apply([_entry(3, _stamp(2_000), *_trade(gw, 2, "10.00"))])
     sm.apply([_entry(4, _stamp(3_000), *_trade(gw, 4, "11.00"), *_trade(gw, 6, "12.00"))])
@@ -164,29 +158,16 @@ def test_each_trade_gets_the_time_of_the_batch_that_made_it_and_the_query_report
 
 def test_an_application_snapshot_from_before_trade_times_gives_old_trades_time_zero() -> None:
     sm, app, gw = _session_machine()
-    market = _command(type="create_market", market="ETH", tick_size="0.01", lot_size="1")
+    market = _create_eth()
     sm.apply([_entry(2, _stamp(1_000), Proposal(gw, 1, 1, market), *_trade(gw, 2, "10.00"))])
     older = EngineApplication()
     older.restore(app.engine.snapshot())  # what an older build stored: the bare engine
     older.stamp(5_000)
-    older.apply(
-        9,
-        _command(
-            type="new_order",
-            market="ETH",
-            user="a",
-            side="sell",
-            order_type="limit",
-            price="9.00",
-            qty="1",
-        ),
+    older.apply(9, _limit("a", "sell", "9.00", qty="1"))
+    market_buy = _command(
+        type="new_order", market="ETH", user="b", side="buy", order_type="market", qty="1"
     )
-    older.apply(
-        10,
-        _command(
-            type="new_order", market="ETH", user="b", side="buy", order_type="market", qty="1"
-        ),
-    )
+    older.apply(10, market_buy)
     [result] = older.query({"type": "fills", "user": "b"}, 10)
     assert result["times"] == [0, 5_000]
     assert Engine.restore(app.engine.snapshot()).snapshot() == app.engine.snapshot()
@@ -234,13 +215,9 @@ def test_a_fills_result_whose_times_do_not_match_its_fills_is_refused() -> None:
 
 def test_a_trade_made_by_an_amend_gets_its_batch_time() -> None:
     sm, app, gw = _session_machine()
-    market = _command(type="create_market", market="ETH", tick_size="0.01", lot_size="1")
-    sell = _command(type="new_order", market="ETH", user="a", side="sell", order_type="limit",
-                    price="14.00", qty="1")  # fmt: skip
-    buy = _command(type="new_order", market="ETH", user="b", side="buy", order_type="limit",
-                   price="13.00", qty="1")  # fmt: skip
-    sm.apply([_entry(2, _stamp(1_000), *(Proposal(gw, r, r, c) for r, c in ((1, market),
-              (2, sell), (3, buy))))])  # fmt: skip
+    sell, buy = _limit("a", "sell", "14.00", qty="1"), _limit("b", "buy", "13.00", qty="1")
+    rows = ((1, _create_eth()), (2, sell), (3, buy))
+    sm.apply([_entry(2, _stamp(1_000), *(Proposal(gw, r, r, c) for r, c in rows))])
     amend = _command(type="amend", market="ETH", user="b", order_id=2, price="14.00")
     [outcome] = sm.apply([_entry(3, _stamp(7_000), Proposal(gw, 4, 4, amend))])
     assert [e["type"] for e in outcome.result[0]] == ["amended", "fill"]
