@@ -134,6 +134,7 @@ class ClientServer:
         self.port = 0
         self.node = node
         self.auth = auth  # None: any connection is served
+        self.refused = 0  # connections refused for not proving the cluster secret
         self._log = get_logger("shard.node.clientserver", node=node)
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
@@ -201,7 +202,14 @@ class ClientServer:
         refusal = self.auth.check(CLIENT, (self.node,), frame, now_ms)
         if refusal is None:
             return True
-        self._log.warning("refused unauthenticated client", peer=conn.peer, reason=refusal)
+        self.refused += 1
+        if self.refused % 1000 == 1:  # a flood of them must not flood the log
+            self._log.warning(
+                "refused unauthenticated client",
+                peer=conn.peer,
+                reason=refusal,
+                refused_total=self.refused,
+            )
         await conn.stream.send_all(encode_frames([protocol.error(protocol.UNAUTHORIZED, refusal)]))
         return False
 
