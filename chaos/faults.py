@@ -11,8 +11,9 @@ Kinds: ``kill_leader``/``kill_follower`` (kill -9, restart after a while),
 timeout, then SIGCONT), ``isolate_leader`` (both ways), ``partition`` (one
 replica against the other two), ``asymmetric`` (one direction of the
 leader's links), ``delay`` (slow links of one replica), ``torn_wal``
-(kill -9 a follower, cut a few bytes off its newest WAL segment, restart)
-and ``kill_gateway``.
+(kill -9 a follower, cut a few bytes off its newest WAL segment, restart),
+``kill_gateway`` and ``transfer_leader`` (``clob admin transfer-leader`` to a
+follower, under load; its "failover" is the time until another replica leads).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import trio
 from chaos.history import FaultRecord, History
 from chaos.kinds import FAULT_KINDS
 from chaos.supervisor import ChaosCluster
+from shard.node.api import ShardError
 from shard.observability import get_logger
 
 log = get_logger("chaos.faults")
@@ -132,9 +134,13 @@ async def inject(cluster: ChaosCluster, fault: PlannedFault, history: History) -
     failover: int | None = None
     detail = ""
     errors: list[str] = []
-    if fault.kind in ("kill_leader", "pause_leader", "isolate_leader", "asymmetric") and (
-        leader is None
-    ):
+    if fault.kind in (
+        "kill_leader",
+        "pause_leader",
+        "isolate_leader",
+        "asymmetric",
+        "transfer_leader",
+    ) and (leader is None):
         history.fault(FaultRecord(fault.kind, "-", market, start, start, "skipped: no leader"))
         return
     if fault.kind == "kill_leader":
@@ -210,6 +216,15 @@ async def inject(cluster: ChaosCluster, fault: PlannedFault, history: History) -
         detail = f"cut {torn[1]} bytes of {torn[0]}" if torn else "no WAL to tear"
         await trio.sleep(fault.duration / 2)
         await _restart(cluster, target, errors)
+    elif fault.kind == "transfer_leader":
+        assert leader is not None
+        target = followers[fault.choice % len(followers)]
+        detail = f"from {leader}"
+        try:
+            await cluster.transfer_leader(market, target)
+        except ShardError as exc:  # a leader change in between: the fault is a no-op
+            detail += f"; refused: {exc}"
+        failover = await _with_failover(cluster, market, leader, fault.duration)
     elif fault.kind == "kill_gateway":
         gateways = [g.name for g in cluster.config.gateways]
         target = gateways[fault.choice % len(gateways)]

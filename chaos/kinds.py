@@ -14,4 +14,5 @@ FAULT_KINDS: tuple[str, ...] = (
     "delay",
     "torn_wal",
     "kill_gateway",
+    "transfer_leader",
 )

@@ -242,6 +242,11 @@ class ChaosCluster:
         reply = await self._clients[market].admin_on(name, "snapshot")
         return int(reply["index"]), int(reply["seq"]), str(reply["digest"])
 
+    async def transfer_leader(self, market: str, target: str) -> None:
+        """Ask ``market``'s leader to hand leadership to ``target`` (``clob admin
+        transfer-leader``); returns once asked, not once done."""
+        await self._clients[market].admin("transfer_leader", target=target)
+
     async def leader(self, market: str, *, skip: str | None = None) -> str | None:
         """The leader with the highest term among the reachable replicas (but ``skip``)."""
         if skip is None:
