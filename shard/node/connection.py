@@ -202,7 +202,9 @@ class ReplicaConnection:
             self._decoder.feed(data)
             try:
                 for reply in self._decoder.messages():
-                    rid = reply.get("rid") if isinstance(reply, dict) else None
+                    if not isinstance(reply, dict):
+                        continue  # not a reply at all: nobody waits for it
+                    rid = reply.get("rid")
                     if rid is None and reply.get("code") == protocol.UNAUTHORIZED:
                         why = reply.get("message")
                         self._fail(ConnectionLost(f"{self.name} refused this client: {why}"))
