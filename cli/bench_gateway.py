@@ -123,7 +123,10 @@ def bench_gateway(
         "local_engine": local_engine,
         "duration_s": duration,
         "window": window,
-        "results": [attrs.asdict(r) for r in results],
+        "results": [
+            {**attrs.asdict(r), "gateway_ceiling": gateway_ceiling(r.cpu_us_per_order)}
+            for r in results
+        ],
     }
     if json_out:
         typer.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
@@ -143,6 +146,24 @@ def bench_gateway(
             f"{r.scenario:<24} {r.connections:>5} {r.orders_per_second:>9.0f} {r.rate:>6.0f} "
             f"{lat['p50']:>8.2f} {lat['p99']:>8.2f} {lat['p99.9']:>9.2f} {r.errors:>6}  {cpu}"
         )
+    for r in results:
+        ceiling = gateway_ceiling(r.cpu_us_per_order)
+        if ceiling is not None:
+            typer.echo(
+                f"{r.scenario}: one gateway process (single-threaded) at this run's CPU per order "
+                f"could acknowledge at most {ceiling:,.0f} orders/s on a core of its own"
+            )
+
+
+def gateway_ceiling(cpu_us_per_order: dict[str, float]) -> float | None:
+    """Orders/s one gateway process could acknowledge on a core of its own.
+
+    Each order passes through exactly one gateway, so the gateways' CPU per order
+    is also one process's cost per order it serves; a process runs on one core
+    (the GIL). None when the run measured no gateway CPU.
+    """
+    cost = cpu_us_per_order.get("gateways", 0.0)
+    return 1e6 / cost if cost > 0 else None
 
 
 def _remove(root: Path) -> None:

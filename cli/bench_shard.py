@@ -134,6 +134,23 @@ async def closed_loop(
     }
 
 
+def cpu_ceilings(
+    replica_us_per_order: float, leader_us_per_order: float, cores: int
+) -> dict[str, float]:
+    """The orders/s the replicas' CPU allows at a measured cost per order.
+
+    ``ceiling_shared_cores``: every replica on this machine's ``cores`` and a load
+    client that costs nothing. ``ceiling_own_cores``: each replica on a core of its
+    own, where the leader (which also serves clients) is the busiest. Both hold
+    only at the operating point measured (batching changes the cost per order);
+    they say how far a target is from what the CPU can give at all.
+    """
+    return {
+        "ceiling_shared_cores": cores * 1e6 / max(replica_us_per_order, 1e-9),
+        "ceiling_own_cores": 1e6 / max(leader_us_per_order, 1e-9),
+    }
+
+
 def orders_due(elapsed: float, rate: float) -> int:
     """How many orders of an open loop at ``rate`` are due ``elapsed`` seconds in.
 
@@ -260,6 +277,13 @@ async def run_bench(
                 report["throughput"]["follower_cpu_us_per_order"] = (
                     sum(followers) / max(1, len(followers)) / orders * 1e6
                 )
+                report["throughput"].update(
+                    cpu_ceilings(
+                        report["throughput"]["replica_cpu_us_per_order"],
+                        report["throughput"]["leader_cpu_us_per_order"],
+                        os.cpu_count() or 1,
+                    )
+                )
             await wait_healthy(market)
             report["latency"] = await open_loop(market, args["rate"], args["duration"])
         report["failover"] = await failover(group, market, args["kills"])
@@ -333,6 +357,12 @@ def bench_shard(
                 f"{t['replica_cpu_us_per_order']:.0f} us per order (3 replicas together; "
                 f"leader {t['leader_cpu_us_per_order']:.0f}, "
                 f"each follower {t['follower_cpu_us_per_order']:.0f})"
+            )
+            typer.echo(
+                f"CPU ceilings at that cost: {t['ceiling_shared_cores']:,.0f} orders/s with the "
+                f"3 replicas on this machine's {report['nproc']} cores and a free load client; "
+                f"{t['ceiling_own_cores']:,.0f} orders/s with a core per replica (the leader's "
+                f"is the limit)"
             )
         typer.echo(
             f"latency at {lat['offered_rate']}/s offered ({lat['achieved_rate']:.0f}/s done): "
