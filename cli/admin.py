@@ -21,6 +21,7 @@ from config.schema import ClusterConfig, MarketConfig
 from config.secret import SecretError, create_secret, read_secret
 from shard.node.api import NodeStatus, ShardError, Unavailable
 from shard.node.client import ShardClient
+from shard.node.tls import TlsError, client_context
 
 CONFIG_HELP = "Topology file (TOML)."
 
@@ -34,13 +35,15 @@ def _cluster(config: str) -> ClusterConfig:
 
 
 def _client(cluster: ClusterConfig, market: MarketConfig) -> ShardClient:
-    """A client of ``market``'s group that proves the cluster secret, if one is configured."""
+    """A client of ``market``'s group that proves the cluster secret and presents the TLS
+    client certificate, when they are configured."""
     try:
         secret = read_secret(cluster)
-    except SecretError as exc:
+        tls = client_context(cluster)
+    except (SecretError, TlsError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    return ShardClient(market, "clob-admin", secret=secret)
+    return ShardClient(market, "clob-admin", secret=secret, tls=tls)
 
 
 def _market(cluster: ClusterConfig, market: str | None, node: str | None) -> MarketConfig:

@@ -13,6 +13,8 @@ Phases, each reported separately:
 
 Orders alternate buy and sell at one price so the book stays small. The load
 client is this one Python process; ``nproc`` is reported with the results.
+``--tls`` runs every link (peers and clients) over mutual TLS, with
+certificates made for the run (shard/node/tls.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import json
 import math
 import os
 import shutil
+import ssl
 import statistics
 import tempfile
 import time
@@ -35,6 +38,7 @@ from hdrh.histogram import HdrHistogram
 import clob
 from chaos.topology import build_cluster
 from cli.apps import bench_app
+from cli.certs import create_certificates, with_certificates
 from cli.processes import ProcessGroup, clob_command
 from config.load import load_config
 from config.render import write_config
@@ -42,13 +46,17 @@ from config.schema import ClusterConfig, Durability, MarketConfig
 from shard.node.api import ShardError
 from shard.node.client import ShardClient
 from shard.node.gctuning import tune_for_throughput
+from shard.node.tls import client_context
 
 MARKET = "BTC-USD"
 _MAX_OUTSTANDING = 5000  # open loop: orders due beyond this many unanswered are shed
 
 
-def write_topology(directory: Path, durability: Durability, replicas: int = 3) -> Path:
-    """A one-market topology on free 127.0.0.1 ports with data under ``directory``."""
+def write_topology(
+    directory: Path, durability: Durability, replicas: int = 3, tls: bool = False
+) -> Path:
+    """A one-market topology on free 127.0.0.1 ports with data under ``directory``
+    (``tls``: mutual TLS on, certificates under ``directory/tls``)."""
     cluster = build_cluster(
         directory,
         markets=[(MARKET, "0.01", "0.001")],
@@ -56,6 +64,9 @@ def write_topology(directory: Path, durability: Durability, replicas: int = 3) -
         gateways=0,
         durability=durability,
     )
+    if tls:
+        create_certificates(cluster, directory / "tls")
+        cluster = with_certificates(cluster, directory / "tls")
     return write_config(cluster, directory / "cluster.toml")
 
 
@@ -74,9 +85,11 @@ class OrderSource:
         ).encode()
 
 
-async def wait_healthy(market: MarketConfig, timeout: float = 60.0) -> str:
+async def wait_healthy(
+    market: MarketConfig, timeout: float = 60.0, tls: ssl.SSLContext | None = None
+) -> str:
     """Wait until every replica is reachable, one leads, and all applied the same; the leader."""
-    async with ShardClient(market, "bench-status") as client:
+    async with ShardClient(market, "bench-status", tls=tls) as client:
         with trio.fail_after(timeout):
             while True:
                 statuses = await client.status()
@@ -89,14 +102,20 @@ async def wait_healthy(market: MarketConfig, timeout: float = 60.0) -> str:
 
 
 async def closed_loop(
-    market: MarketConfig, inflight: int, duration: float, batch: int = 1
+    market: MarketConfig,
+    inflight: int,
+    duration: float,
+    batch: int = 1,
+    tls: ssl.SSLContext | None = None,
 ) -> dict[str, Any]:
     """Keep ``inflight`` submits outstanding: ``inflight / batch`` tasks, each submitting
     ``batch`` orders at a time (``submit_many``) and the next batch once all are answered."""
     source = OrderSource()
     done = 0
     connections = max(1, min(8, inflight // 256))
-    clients = [ShardClient(market, f"bench-t{i}", retry_for=10.0) for i in range(connections)]
+    clients = [
+        ShardClient(market, f"bench-t{i}", retry_for=10.0, tls=tls) for i in range(connections)
+    ]
     deadline = trio.current_time() + duration
     batch = max(1, min(batch, inflight))
 
@@ -160,12 +179,14 @@ def orders_due(elapsed: float, rate: float) -> int:
     return math.floor(elapsed * rate) + 1
 
 
-async def open_loop(market: MarketConfig, rate: int, duration: float) -> dict[str, Any]:
+async def open_loop(
+    market: MarketConfig, rate: int, duration: float, tls: ssl.SSLContext | None = None
+) -> dict[str, Any]:
     source = OrderSource()
     histogram = HdrHistogram(1, 60_000_000, 3)
     failures = shed = outstanding = 0
     # Several client ids: one id keeps at most 900 requests unanswered (ShardClient window).
-    clients = [ShardClient(market, f"bench-latency-{i}", retry_for=10.0) for i in range(8)]
+    clients = [ShardClient(market, f"bench-latency-{i}", retry_for=10.0, tls=tls) for i in range(8)]
     turn = itertools.cycle(clients)
 
     async def one(due: float) -> None:
@@ -216,18 +237,21 @@ async def open_loop(market: MarketConfig, rate: int, duration: float) -> dict[st
     }
 
 
-async def failover(group: ProcessGroup, market: MarketConfig, kills: int) -> dict[str, Any]:
+async def failover(
+    group: ProcessGroup, market: MarketConfig, kills: int, tls: ssl.SSLContext | None = None
+) -> dict[str, Any]:
     times: list[float] = []
     for _ in range(kills):
-        leader = await wait_healthy(market)
-        async with ShardClient(market, f"bench-failover-{len(times)}", retry_for=30.0) as client:
+        leader = await wait_healthy(market, tls=tls)
+        name = f"bench-failover-{len(times)}"
+        async with ShardClient(market, name, retry_for=30.0, tls=tls) as client:
             await client.submit(OrderSource().next())  # warm connection to the leader
             killed_at = trio.current_time()
             await group.kill(leader)
             await client.submit(OrderSource().next())
             times.append(trio.current_time() - killed_at)
         await group.start(leader)
-    await wait_healthy(market)
+    await wait_healthy(market, tls=tls)
     if not times:
         return {"kills": 0}
     ordered = sorted(times)
@@ -246,13 +270,15 @@ async def run_bench(
     cluster: ClusterConfig, group: ProcessGroup, args: dict[str, Any]
 ) -> dict[str, Any]:
     market = cluster.markets[0]
+    tls = client_context(cluster)
     await group.start_all()
     try:
-        leader = await wait_healthy(market)
+        leader = await wait_healthy(market, tls=tls)
         report: dict[str, Any] = {
             "nproc": os.cpu_count(),
             "engine_build": clob.build_kind(),
             "durability": cluster.durability,
+            "tls": tls is not None,
         }
         if args["idle"] > 0:
             # what a replica costs with nothing to do (ticks, heartbeats, timers)
@@ -264,7 +290,7 @@ async def run_bench(
             names = list(group.children)
             before = {name: group.cpu_seconds([name]) for name in names}
             report["throughput"] = await closed_loop(
-                market, args["inflight"], args["duration"], args["batch"]
+                market, args["inflight"], args["duration"], args["batch"], tls
             )
             used = {name: group.cpu_seconds([name]) - before[name] for name in names}
             cpu = sum(used.values())
@@ -284,9 +310,9 @@ async def run_bench(
                         os.cpu_count() or 1,
                     )
                 )
-            await wait_healthy(market)
-            report["latency"] = await open_loop(market, args["rate"], args["duration"])
-        report["failover"] = await failover(group, market, args["kills"])
+            await wait_healthy(market, tls=tls)
+            report["latency"] = await open_loop(market, args["rate"], args["duration"], tls)
+        report["failover"] = await failover(group, market, args["kills"], tls)
         return report
     finally:
         await group.stop_all()
@@ -310,13 +336,14 @@ def bench_shard(
     workdir: str | None = typer.Option(None, help="Data and logs here (default: a temp dir)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     node_log_level: str = typer.Option("WARNING", help="Log level of the replica processes."),
+    tls: bool = typer.Option(False, "--tls", help="Mutual TLS on every link (certs made here)."),
 ) -> None:
     """Benchmark one market's 3-replica group of real processes (see module docstring)."""
     if durability not in ("fsync", "none"):
         raise typer.BadParameter("durability must be fsync or none", param_hint="--durability")
     base = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="clob-bench-shard-"))
     base.mkdir(parents=True, exist_ok=True)
-    config = write_topology(base, "fsync" if durability == "fsync" else "none")
+    config = write_topology(base, "fsync" if durability == "fsync" else "none", tls=tls)
     cluster = load_config(config)
     group = ProcessGroup()
     for replica in cluster.markets[0].replicas:
@@ -338,7 +365,10 @@ def bench_shard(
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
-    typer.echo(f"nproc {report['nproc']}, durability {report['durability']}, 3 replicas")
+    typer.echo(
+        f"nproc {report['nproc']}, durability {report['durability']}, 3 replicas"
+        + (", mutual TLS" if report["tls"] else "")
+    )
     if "idle_cpu_percent_per_replica" in report:
         typer.echo(
             f"idle: {report['idle_cpu_percent_per_replica']:.1f}% of a core per replica "

@@ -1,8 +1,9 @@
 """Client commands against a gateway: ``clob order|cancel|amend|orders|fills|book|markets|watch``.
 
 Every command takes ``--url`` (default ws://127.0.0.1:8700/, or $CLOB_URL)
-and ``--key`` (or $CLOB_API_KEY). Replies are printed as JSON; a failed
-request prints the gateway's error and exits 1.
+and ``--key`` (or $CLOB_API_KEY). A wss:// URL is verified against
+``--ca-file`` (or $CLOB_CA_FILE), else the system trust store. Replies are
+printed as JSON; a failed request prints the gateway's error and exits 1.
 """
 
 from __future__ import annotations
@@ -18,20 +19,35 @@ from trio_websocket import HandshakeError
 from cli.apps import app
 from gateway.client import ClientError, GatewayClient, open_client
 from gateway.client_streams import BookView, Trade
+from shard.node.tls import HandshakeFailed, TlsError
 
 DEFAULT_URL = "ws://127.0.0.1:8700/"
 URL = typer.Option(DEFAULT_URL, "--url", envvar="CLOB_URL", help="Gateway WebSocket URL.")
 KEY = typer.Option(None, "--key", envvar="CLOB_API_KEY", help="API key (or $CLOB_API_KEY).")
+CA_FILE = typer.Option(
+    None,
+    "--ca-file",
+    envvar="CLOB_CA_FILE",
+    help="CA certificate (PEM) that a wss:// gateway's certificate must chain to"
+    " (default: the system trust store).",
+)
 
 
 def _run(
-    url: str, key: str | None, action: Callable[[GatewayClient], Awaitable[Any]], *, auth: bool
+    url: str,
+    key: str | None,
+    action: Callable[[GatewayClient], Awaitable[Any]],
+    *,
+    auth: bool,
+    ca_file: str | None = None,
 ) -> None:
     if auth and not key:
         raise typer.BadParameter("an API key is needed: --key or $CLOB_API_KEY", param_hint="--key")
+    if ca_file is not None and not url.lower().startswith("wss:"):
+        raise typer.BadParameter(f"a CA file is for wss:// URLs, not {url}", param_hint="--ca-file")
 
     async def main() -> Any:
-        async with open_client(url, api_key=key if auth else None) as client:
+        async with open_client(url, api_key=key if auth else None, ca_file=ca_file) as client:
             return await action(client)
 
     try:
@@ -39,7 +55,15 @@ def _run(
     except ClientError as exc:
         typer.echo(orjson.dumps({"error": exc.code, "message": exc.message}).decode(), err=True)
         raise typer.Exit(1) from None
-    except (OSError, HandshakeError) as exc:
+    except HandshakeFailed as exc:  # says why: e.g. the certificate is not trusted
+        typer.echo(f"cannot reach the gateway at {url}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except TlsError as exc:
+        raise typer.BadParameter(
+            str(exc).removeprefix("--ca-file: "), param_hint="--ca-file"
+        ) from None
+    except (OSError, HandshakeError, trio.BrokenResourceError) as exc:
+        # a failed TLS handshake (say, an untrusted certificate) is a BrokenResourceError
         typer.echo(f"cannot reach the gateway at {url}: {exc.__cause__ or exc!r}", err=True)
         raise typer.Exit(2) from None
     if result is not None:
@@ -58,6 +82,7 @@ def order(
     stp: str | None = typer.Option(None, help="cancel_taker, cancel_maker or cancel_both."),
     url: str = URL,
     key: str | None = KEY,
+    ca_file: str | None = CA_FILE,
 ) -> None:
     """Place an order; prints the seq and the events it produced."""
     _run(
@@ -74,6 +99,7 @@ def order(
             stp=stp,
         ),
         auth=True,
+        ca_file=ca_file,
     )
 
 
@@ -84,9 +110,16 @@ def cancel(
     client_order_id: str | None = typer.Option(None),
     url: str = URL,
     key: str | None = KEY,
+    ca_file: str | None = CA_FILE,
 ) -> None:
     """Cancel one of your live orders."""
-    _run(url, key, lambda c: c.cancel(market, order_id, client_order_id=client_order_id), auth=True)
+    _run(
+        url,
+        key,
+        lambda c: c.cancel(market, order_id, client_order_id=client_order_id),
+        auth=True,
+        ca_file=ca_file,
+    )
 
 
 @app.command()
@@ -98,6 +131,7 @@ def amend(
     qty: str | None = typer.Option(None, help="New remaining quantity."),
     url: str = URL,
     key: str | None = KEY,
+    ca_file: str | None = CA_FILE,
 ) -> None:
     """Change the price and/or remaining quantity of one of your live orders."""
     _run(
@@ -105,6 +139,7 @@ def amend(
         key,
         lambda c: c.amend(market, order_id, client_order_id=client_order_id, price=price, qty=qty),
         auth=True,
+        ca_file=ca_file,
     )
 
 
@@ -113,17 +148,21 @@ def cancel_all(
     market: str | None = typer.Argument(None, help="Only this market."),
     url: str = URL,
     key: str | None = KEY,
+    ca_file: str | None = CA_FILE,
 ) -> None:
     """Cancel every live order of yours (in one market, or all)."""
-    _run(url, key, lambda c: c.cancel_all(market), auth=True)
+    _run(url, key, lambda c: c.cancel_all(market), auth=True, ca_file=ca_file)
 
 
 @app.command()
 def orders(
-    market: str | None = typer.Argument(None), url: str = URL, key: str | None = KEY
+    market: str | None = typer.Argument(None),
+    url: str = URL,
+    key: str | None = KEY,
+    ca_file: str | None = CA_FILE,
 ) -> None:
     """Your live orders."""
-    _run(url, key, lambda c: c.orders(market), auth=True)
+    _run(url, key, lambda c: c.orders(market), auth=True, ca_file=ca_file)
 
 
 @app.command()
@@ -133,9 +172,10 @@ def fills(
     limit: int | None = typer.Option(None, help="Page size, 1..1000."),
     url: str = URL,
     key: str | None = KEY,
+    ca_file: str | None = CA_FILE,
 ) -> None:
     """Your fills, oldest first."""
-    _run(url, key, lambda c: c.fills(market, after=after, limit=limit), auth=True)
+    _run(url, key, lambda c: c.fills(market, after=after, limit=limit), auth=True, ca_file=ca_file)
 
 
 @app.command()
@@ -143,15 +183,16 @@ def book(
     market: str = typer.Argument(...),
     depth: int | None = typer.Option(None),
     url: str = URL,
+    ca_file: str | None = CA_FILE,
 ) -> None:
     """The aggregated book of a market."""
-    _run(url, None, lambda c: c.book(market, depth), auth=False)
+    _run(url, None, lambda c: c.book(market, depth), auth=False, ca_file=ca_file)
 
 
 @app.command()
-def markets(url: str = URL) -> None:
+def markets(url: str = URL, ca_file: str | None = CA_FILE) -> None:
     """The markets the gateway serves."""
-    _run(url, None, lambda c: c.markets(), auth=False)
+    _run(url, None, lambda c: c.markets(), auth=False, ca_file=ca_file)
 
 
 @app.command()
@@ -159,10 +200,11 @@ def watch(
     market: str = typer.Argument(...),
     depth: int = typer.Option(10, help="Levels shown per side."),
     url: str = URL,
+    ca_file: str | None = CA_FILE,
 ) -> None:
     """Show a market's live book and trades until Ctrl-C."""
     try:
-        _run(url, None, lambda c: _watch(c, market, depth), auth=False)
+        _run(url, None, lambda c: _watch(c, market, depth), auth=False, ca_file=ca_file)
     except KeyboardInterrupt:
         typer.echo("")
 

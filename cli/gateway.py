@@ -16,6 +16,7 @@ from config.schema import ClusterConfig
 from config.secret import SecretError, read_secret
 from gateway.assembly import run_gateway
 from gateway.settings import GatewaySettings
+from shard.node.tls import TlsError, client_context, gateway_context
 from shard.observability import configure_logging
 
 DEFAULT_CONFIG = "config/local.toml"
@@ -54,11 +55,14 @@ def gateway(
     """Serve the client WebSocket API for every market of the cluster."""
     configure_logging(log_level, json=json_logs)
     cluster = load_cluster(config)
-    if not local_engine:
-        try:
+    try:
+        if not local_engine:
             read_secret(cluster)  # a missing or short secret file is a usage error
-        except SecretError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--config") from exc
+            client_context(cluster)  # and so are bad TLS files
+        if any(g.name == name for g in cluster.gateways):
+            gateway_context(cluster, name)
+    except (SecretError, TlsError) as exc:
+        raise typer.BadParameter(f"{config}: {exc}", param_hint="--config") from exc
     settings = GatewaySettings(request_timeout_seconds=request_timeout)
     trio.run(_serve, cluster, name, local_engine, settings)  # until SIGTERM or Ctrl-C
 

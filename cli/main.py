@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cli.bench_gateway",
     "cli.node",
     "cli.admin",
+    "cli.certs",
     "cli.bench_shard",
     "cli.bench_consensus",
 )

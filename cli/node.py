@@ -9,6 +9,7 @@ from config.load import ConfigError, load_config
 from config.secret import SecretError, read_secret
 from shard.node.node import main as run_node_main
 from shard.node.options import ReplicaOptions
+from shard.node.tls import TlsError, replica_contexts
 from shard.observability import configure_logging
 
 
@@ -34,7 +35,8 @@ def node(
         raise typer.Exit(2)
     try:
         read_secret(cluster)  # the runtime reads it again; a bad file is a usage error here
-    except SecretError as exc:
+        replica_contexts(cluster, name)  # and its TLS files
+    except (SecretError, TlsError) as exc:
         typer.echo(f"{config}: {exc}", err=True)
         raise typer.Exit(2) from exc
     run_node_main(config, name, ReplicaOptions(snapshot_every=snapshot_every))

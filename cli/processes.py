@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ import attrs
 import trio
 
 from config.load import parse_address
+from shard.node.tls import HandshakeFailed, open_client_stream
 
 STOP_GRACE_SECONDS = 5.0
 
@@ -128,8 +130,12 @@ class ProcessGroup:
         return killed
 
 
-async def wait_listening(address: str, timeout: float) -> bool:
-    """Whether something accepts TCP connections on ``address`` within ``timeout`` seconds."""
+async def wait_listening(address: str, timeout: float, tls: ssl.SSLContext | None = None) -> bool:
+    """Whether something accepts TCP connections on ``address`` within ``timeout`` seconds.
+
+    With ``tls`` (a TLS listener; ``shard.node.tls.probe_context()`` will do) the
+    probe also completes a handshake, so the server does not log it as a failed one.
+    """
     host, port = parse_address(address)
     with trio.move_on_after(timeout):
         while True:
@@ -138,6 +144,13 @@ async def wait_listening(address: str, timeout: float) -> bool:
             except OSError:
                 await trio.sleep(0.1)
                 continue
-            await stream.aclose()
+            if tls is None:
+                await stream.aclose()
+                return True
+            try:
+                secured = await open_client_stream(stream, tls, host)
+            except HandshakeFailed:
+                return True  # listening, though it would not complete this handshake
+            await trio.aclose_forcefully(secured)
             return True
     return False

@@ -21,7 +21,7 @@ from typing import Any
 
 import cattrs
 
-from config.schema import ClusterConfig, MarketConfig
+from config.schema import ClusterConfig, GatewayConfig, MarketConfig, ReplicaConfig
 
 _MARKET_NAME = re.compile(r"^[A-Z0-9-]{1,32}$")
 _NODE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -204,9 +204,49 @@ def _topology_problems(cluster: ClusterConfig) -> Iterator[tuple[str, str]]:
             yield from address(replica.raft, f"{where}.raft")
             yield from address(replica.client, f"{where}.client")
             yield from address(replica.metrics, f"{where}.metrics")
+            yield from _replica_tls_problems(cluster, replica, where)
     gateway_names: dict[str, str] = {}
     for index, gateway in enumerate(cluster.gateways):
         where = f"gateways[{index}]"
         yield from claim(gateway_names, gateway.name, f"{where}.name", "gateway name")
         yield from address(gateway.listen, f"{where}.listen")
         yield from address(gateway.metrics, f"{where}.metrics")
+        yield from _gateway_tls_problems(gateway, where)
+    yield from _tls_problems(cluster)
+
+
+def _tls_problems(cluster: ClusterConfig) -> Iterator[tuple[str, str]]:
+    if cluster.tls is None:
+        return
+    for key in ("ca_file", "client_cert_file", "client_key_file"):
+        if not getattr(cluster.tls, key):
+            yield f"tls.{key}", "must not be empty (leave [tls] out for plain TCP)"
+
+
+def _replica_tls_problems(
+    cluster: ClusterConfig, replica: ReplicaConfig, where: str
+) -> Iterator[tuple[str, str]]:
+    """With [tls] every replica names its certificate and key; without it, none does."""
+    for key in ("cert_file", "key_file"):
+        value = getattr(replica, key)
+        if cluster.tls is None and value is not None:
+            yield f"{where}.{key}", "set, but there is no [tls] table (its ca_file is needed)"
+        elif cluster.tls is not None and not value:
+            yield (
+                f"{where}.{key}",
+                "required when [tls] is set (this replica's TLS "
+                + ("certificate)" if key == "cert_file" else "private key)"),
+            )
+
+
+def _gateway_tls_problems(gateway: GatewayConfig, where: str) -> Iterator[tuple[str, str]]:
+    """A gateway serves wss:// with both a certificate and a key, ws:// with neither."""
+    cert, key = gateway.cert_file, gateway.key_file
+    if cert is not None and not cert:
+        yield f"{where}.cert_file", "must not be empty (leave it out to serve ws://)"
+    if key is not None and not key:
+        yield f"{where}.key_file", "must not be empty (leave it out to serve ws://)"
+    if cert is not None and key is None:
+        yield f"{where}.key_file", "required with cert_file (the certificate's private key)"
+    if key is not None and cert is None:
+        yield f"{where}.cert_file", "required with key_file"

@@ -20,6 +20,7 @@ def render_toml(cluster: ClusterConfig) -> str:
         f"durability = {_toml_str(cluster.durability)}",
         f"keys_file = {_toml_str(cluster.keys_file)}",
         *([f"secret_file = {_toml_str(cluster.secret_file)}"] if cluster.secret_file else []),
+        *_tls_lines(cluster),
         "",
         "[timing]",
         f"tick_ms = {cluster.timing.tick_ms}",
@@ -48,6 +49,7 @@ def render_toml(cluster: ClusterConfig) -> str:
                 lines.append(f"metrics = {_toml_str(r.metrics)}")
             if r.join:
                 lines.append("join = true")
+            lines += _files(r.cert_file, r.key_file)
     for gateway in cluster.gateways:
         lines += [
             "",
@@ -57,7 +59,30 @@ def render_toml(cluster: ClusterConfig) -> str:
         ]
         if gateway.metrics is not None:
             lines.append(f"metrics = {_toml_str(gateway.metrics)}")
+        lines += _files(gateway.cert_file, gateway.key_file)
     return "\n".join(lines) + "\n"
+
+
+def _tls_lines(cluster: ClusterConfig) -> list[str]:
+    tls = cluster.tls
+    if tls is None:
+        return []
+    return [
+        "",
+        "[tls]",
+        f"ca_file = {_toml_str(tls.ca_file)}",
+        f"client_cert_file = {_toml_str(tls.client_cert_file)}",
+        f"client_key_file = {_toml_str(tls.client_key_file)}",
+    ]
+
+
+def _files(cert_file: str | None, key_file: str | None) -> list[str]:
+    lines = []
+    if cert_file is not None:
+        lines.append(f"cert_file = {_toml_str(cert_file)}")
+    if key_file is not None:
+        lines.append(f"key_file = {_toml_str(key_file)}")
+    return lines
 
 
 def write_config(cluster: ClusterConfig, path: Path) -> Path:

@@ -3,6 +3,9 @@
 Addresses are ``"host:port"`` strings. Every market has its own replica
 group; ``join = true`` marks a spare replica that is not an initial member
 and enters the group through ``clob admin add-replica`` (as a learner first).
+TLS (optional, shard/node/tls.py): ``[tls]`` turns on mutual TLS for every
+replica link, each replica then naming its own ``cert_file``/``key_file``; a
+gateway with ``cert_file``/``key_file`` serves wss:// to its clients.
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ class ReplicaConfig:
     data_dir: str
     metrics: str | None = None  # Prometheus endpoint, None to disable
     join: bool = False
+    # This replica's TLS certificate and key (PEM), required when [tls] is set: presented
+    # by its peer and client listeners and when it dials its peers.
+    cert_file: str | None = None
+    key_file: str | None = None
 
 
 @attrs.frozen
@@ -43,6 +50,10 @@ class GatewayConfig:
     name: str
     listen: str  # WebSocket listen address
     metrics: str | None = None
+    # Both or neither: the certificate and key (PEM) the client listener presents,
+    # serving wss:// instead of ws://. Independent of [tls].
+    cert_file: str | None = None
+    key_file: str | None = None
 
 
 @attrs.frozen
@@ -60,6 +71,22 @@ class TimingConfig:
 
 
 @attrs.frozen
+class TlsConfig:
+    """``[tls]``: mutual TLS on every replica link (Raft peer and client ports).
+
+    Every replica listener presents its own certificate (``cert_file`` in its
+    ``[[markets.replicas]]`` entry) and requires the connecting side to present
+    one signed by ``ca_file``; every connecting side verifies the replica's
+    certificate against ``ca_file`` and the host it dialed. Gateways, ``clob
+    admin`` and the other clients present the shared client certificate.
+    """
+
+    ca_file: str  # the cluster CA certificate (PEM) that signs every replica link's certificate
+    client_cert_file: str  # the certificate gateways and clob admin present to replicas
+    client_key_file: str
+
+
+@attrs.frozen
 class ClusterConfig:
     cluster_id: str
     markets: tuple[MarketConfig, ...]
@@ -70,6 +97,7 @@ class ClusterConfig:
     # A file holding the cluster secret that every connection to a replica must prove
     # (shard/node/authentication.py); None: replicas accept any connection.
     secret_file: str | None = None
+    tls: TlsConfig | None = None  # None: replica links are plain TCP
 
     def market(self, name: str) -> MarketConfig | None:
         return next((m for m in self.markets if m.name == name), None)

@@ -19,6 +19,7 @@ from gateway.routing import Market
 from gateway.server import serve_gateway
 from gateway.settings import GatewaySettings
 from shard.node.client import ShardClient
+from shard.node.tls import client_context, gateway_context
 from shard.observability import get_logger, serve_metrics
 
 
@@ -40,6 +41,7 @@ async def open_backends(
     idempotency key of every command the gateway forwards.
     """
     secret = None if local_engine else read_secret(config)
+    tls = None if local_engine else client_context(config)  # TlsError names the key
     async with AsyncExitStack() as stack:
         backends: dict[str, MarketBackend] = {}
         for market in config.markets:
@@ -47,7 +49,9 @@ async def open_backends(
                 backends[market.name] = LocalBackend(market.name, market.tick_size, market.lot_size)
             else:
                 # gather_writes: the lanes woken by one read of replies send in one write
-                client = ShardClient(market, client_id=client_id, gather_writes=True, secret=secret)
+                client = ShardClient(
+                    market, client_id=client_id, gather_writes=True, secret=secret, tls=tls
+                )
                 await stack.enter_async_context(client)
                 backends[market.name] = client
         yield backends
@@ -65,6 +69,7 @@ async def run_gateway(
     gateway = gateway_config(config, name)
     log = get_logger("gateway", gateway=name)
     host, port = parse_address(gateway.listen)
+    ssl_context = gateway_context(config, name)  # None: ws://
     if gateway.metrics:
         metrics_host, metrics_port = parse_address(gateway.metrics)
         serve_metrics(metrics_port, metrics_host)
@@ -80,4 +85,4 @@ async def run_gateway(
             client_id=client_id,
             backend="local" if local_engine else "replicas",
         )
-        await serve_gateway(context, host, port, task_status=task_status)
+        await serve_gateway(context, host, port, ssl_context=ssl_context, task_status=task_status)

@@ -1,6 +1,6 @@
 """The trio client library for the gateway's WebSocket API (PROTOCOL.md).
 
-    async with open_client("ws://127.0.0.1:8700/", api_key=key) as client:
+    async with open_client("ws://127.0.0.1:8700/", api_key=key) as client:  # or wss://
         result = await client.new_order("BTC-USD", "buy", "0.5", price="100.00")
         async with client.book_stream("BTC-USD") as book:
             async for view in book:
@@ -11,12 +11,16 @@ raises :class:`ClientError` with the gateway's ``code``, ``retryable`` and
 ``indeterminate``. Streams are async iterators that detect gaps (see
 :mod:`gateway.client_streams`). The client owns one reader task in the
 nursery of :func:`open_client`; leaving the block closes the connection.
+A wss:// URL is verified against ``ca_file`` (PEM), or the system trust
+store without one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import ssl
+import urllib.parse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -27,11 +31,13 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket
 
 from gateway.client_streams import BookStream, StreamQueue, TradeStream, UserStream
 from gateway.settings import MAX_FRAME_BYTES
+from shard.node.tls import open_client_stream, websocket_client_context
 
 # What this client accepts from a gateway it chose to trust: book snapshots can be
 # large, and so can a command's reply (a taker sweeping 300,000 orders has as many fills).
 CLIENT_MAX_MESSAGE = 1024 * 1024 * 1024
 STREAM_QUEUE = 10_000
+_CHECK_TIMEOUT_S = 10.0  # connecting and the TLS handshake of the certificate check
 
 
 class ClientError(Exception):
@@ -301,6 +307,22 @@ class GatewayClient:
         await self.subscribe([channel])
 
 
+async def _check_certificate(url: str, context: ssl.SSLContext) -> None:
+    """Complete one TLS handshake with the gateway, then close it.
+
+    trio-websocket 0.12 reports a handshake that fails (an untrusted or wrong
+    certificate) only as a timeout once ``connect_timeout`` (60 s) has passed;
+    this reports it at once, as :class:`shard.node.tls.HandshakeFailed` (an
+    OSError) naming the reason, for the cost of one more handshake per connection.
+    """
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    with trio.fail_after(_CHECK_TIMEOUT_S):
+        tcp = await trio.open_tcp_stream(host, parts.port or 443)
+        stream = await open_client_stream(tcp, context, host)
+    await trio.aclose_forcefully(stream)
+
+
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     found: list[BaseException] = []
     for exc in group.exceptions:
@@ -313,18 +335,35 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
 
 @asynccontextmanager
 async def open_client(
-    url: str, *, api_key: str | None = None, stream_queue: int = STREAM_QUEUE
+    url: str,
+    *,
+    api_key: str | None = None,
+    stream_queue: int = STREAM_QUEUE,
+    ca_file: str | None = None,
 ) -> AsyncIterator[GatewayClient]:
     """Connect (and authenticate when ``api_key`` is given); closes on exit.
+
+    For a wss:// URL the gateway's certificate is verified against ``ca_file``
+    (or the system trust store); ``ca_file`` with a ws:// URL is a ValueError.
+    A bad ``ca_file`` raises :class:`shard.node.tls.TlsError`.
 
     An exception from the block (or the connection) comes out as itself, not
     wrapped in an exception group, when it is the only one.
     """
+    secure = url.lower().startswith("wss:")
+    if ca_file is not None and not secure:
+        raise ValueError(f"a CA file is for wss:// URLs, not {url!r}")
+    ssl_context = websocket_client_context(ca_file) if secure else None
+    if ssl_context is not None:
+        await _check_certificate(url, ssl_context)
     opened: list[WebSocketConnection] = []
     try:
         async with (
             open_websocket_url(
-                url, max_message_size=CLIENT_MAX_MESSAGE, message_queue_size=64
+                url,
+                ssl_context=ssl_context,
+                max_message_size=CLIENT_MAX_MESSAGE,
+                message_queue_size=64,
             ) as ws,
             trio.open_nursery() as nursery,
         ):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import resource
+import ssl
 from functools import partial
 
 import trio
@@ -56,9 +57,14 @@ async def serve_gateway(
     host: str,
     port: int,
     *,
+    ssl_context: ssl.SSLContext | None = None,
     task_status: trio.TaskStatus[WebSocketServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Follow every market and serve clients on ``host:port`` until cancelled.
+
+    With ``ssl_context`` (shard/node/tls.py ``gateway_context``) it serves wss://:
+    trio-websocket does each TLS handshake in that connection's task, bounded by
+    the handshake timeout, and a failed one closes that connection only.
 
     Reports the trio-websocket server (``.port`` is the bound port) through
     ``task_status`` once it accepts connections. Owns the market feeds and
@@ -76,7 +82,7 @@ async def serve_gateway(
                 partial(_handle, gateway),
                 host,
                 port,
-                None,
+                ssl_context,
                 handler_nursery=nursery,
                 message_queue_size=WS_QUEUE,
                 connect_timeout=gateway.settings.handshake_timeout_seconds,
@@ -84,7 +90,13 @@ async def serve_gateway(
                 max_message_size=gateway.settings.hard_frame_bytes,
             )
         )
-        log.info("gateway listening", host=host, port=server.port, markets=len(gateway.feeds))
+        log.info(
+            "gateway listening",
+            host=host,
+            port=server.port,
+            markets=len(gateway.feeds),
+            scheme="ws" if ssl_context is None else "wss",
+        )
         task_status.started(server)
 
 

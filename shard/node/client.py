@@ -14,6 +14,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import os
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any, Self
@@ -105,10 +106,12 @@ class ShardClient:
         retry_for: float = 5.0,
         gather_writes: bool = False,
         secret: bytes | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.market = market
         # proves the cluster secret on each new connection (shard/node/authentication.py)
         self.opening = client_opener(secret)
+        self.tls = tls  # mutual TLS to the replicas (shard/node/tls.py); None: plain TCP
         self.gather_writes = gather_writes
         # The label this client registers under; the group assigns the session id.
         self.client_id = client_id or f"client-{os.urandom(4).hex()}"
@@ -131,15 +134,23 @@ class ShardClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        for connection in list(self._connections.values()):
-            await connection.aclose()
+        connections = list(self._connections.values())
         self._connections.clear()
+        # Shielded (each close is immediate): under cancellation the first close's
+        # checkpoint would otherwise end the loop and leak the other sockets.
+        with trio.CancelScope(shield=True):
+            for connection in connections:
+                await connection.aclose()
 
     def connection(self, name: str) -> ReplicaConnection:
         connection = self._connections.get(name)
         if connection is None or not connection.usable:
             connection = ReplicaConnection(
-                name, self.addresses[name], gather_writes=self.gather_writes, opening=self.opening
+                name,
+                self.addresses[name],
+                gather_writes=self.gather_writes,
+                opening=self.opening,
+                tls=self.tls,
             )
             self._connections[name] = connection
         return connection
@@ -394,6 +405,7 @@ class ShardClient:
             from_seq,
             retry_for=self.retry_for,
             opening=self.opening,
+            tls=self.tls,
         )
 
     async def status(self) -> list[NodeStatus]:

@@ -10,10 +10,15 @@ reconnect and resubscribe from the last seq it saw.
 
 A malformed frame closes that connection only; a malformed request inside a
 good frame gets a ``bad_request`` error reply and the connection stays open.
+
+With a TLS context (:mod:`shard.node.tls`) every connection first completes a
+mutual TLS handshake, in its own task; one that fails (no client certificate,
+one from another CA, not TLS) closes that connection only and is counted.
 """
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable
@@ -25,6 +30,7 @@ from config.load import parse_address
 from shard.node import protocol
 from shard.node.authentication import CLIENT, Authenticator
 from shard.node.framing import Encoded, FrameDecoder, FrameError, encode_frames
+from shard.node.tls import ACCEPT_HANDSHAKE_S, HandshakeFailed, accept_stream
 from shard.observability import get_logger
 
 Reply = Callable[[protocol.Message], None]
@@ -71,7 +77,7 @@ class ClientConnection:
     a memory-channel send.
     """
 
-    def __init__(self, stream: trio.SocketStream, peer: str) -> None:
+    def __init__(self, stream: trio.abc.Stream, peer: str) -> None:
         self.stream = stream
         self.peer = peer
         self.scope = trio.CancelScope()
@@ -128,13 +134,16 @@ class ClientServer:
         *,
         node: str = "",
         auth: Authenticator | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.service = service
         self.listen = listen
         self.port = 0
         self.node = node
         self.auth = auth  # None: any connection is served
+        self.tls = tls  # mutual TLS (requires a client certificate); None: plain TCP
         self.refused = 0  # connections refused for not proving the cluster secret
+        self.tls_refused = 0  # connections whose TLS handshake failed
         self._log = get_logger("shard.node.clientserver", node=node)
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
@@ -146,11 +155,19 @@ class ClientServer:
             nursery.start_soon(trio.serve_listeners, self._handle, listeners)
             task_status.started(self.port)
 
-    async def _handle(self, stream: trio.SocketStream) -> None:
+    async def _handle(self, tcp: trio.SocketStream) -> None:
         try:
-            peer = "{}:{}".format(*stream.socket.getpeername()[:2])
+            peer = "{}:{}".format(*tcp.socket.getpeername()[:2])
         except OSError:
             peer = "?"
+        stream: trio.abc.Stream = tcp
+        if self.tls is not None:
+            try:
+                with trio.fail_after(ACCEPT_HANDSHAKE_S):
+                    stream = await accept_stream(tcp, self.tls)
+            except (HandshakeFailed, trio.TooSlowError) as exc:
+                self._refused_handshake(peer, str(exc) or type(exc).__name__)
+                return  # accept_stream closed the connection
         conn = ClientConnection(stream, peer)
         try:
             with conn.scope:
@@ -174,6 +191,16 @@ class ClientServer:
             self.service.unsubscribe(conn)
             conn.close()
             await trio.aclose_forcefully(stream)
+
+    def _refused_handshake(self, peer: str, reason: str) -> None:
+        self.tls_refused += 1
+        if self.tls_refused % 1000 == 1:  # a flood of them must not flood the log
+            self._log.warning(
+                "refused client: TLS handshake failed",
+                peer=peer,
+                reason=reason,
+                refused_total=self.tls_refused,
+            )
 
     async def _read_loop(self, conn: ClientConnection) -> None:
         decoder = FrameDecoder()

@@ -6,12 +6,14 @@ on behalf of every waiter (one reader at a time; when it has its own reply it
 hands the reading over to another waiter). Writes are coalesced the same
 way: concurrent requests queue their frames and whichever task finds the
 writer idle flushes them all in one write. :class:`shard.node.client.ShardClient`
-keeps one per replica.
+keeps one per replica. With a TLS context (:mod:`shard.node.tls`) the
+connection is TLS, its handshake done while connecting.
 """
 
 from __future__ import annotations
 
 import itertools
+import ssl
 from collections import deque
 from collections.abc import Callable
 
@@ -20,6 +22,7 @@ import trio
 from config.load import parse_address
 from shard.node import protocol
 from shard.node.framing import MAX_REPLY_FRAME, FrameDecoder, encode_frame, encode_frames
+from shard.node.tls import open_client_stream
 
 _READ_SIZE = 1 << 18
 _CONNECT_TIMEOUT_S = 1.0
@@ -62,12 +65,14 @@ class ReplicaConnection:
         *,
         gather_writes: bool = False,
         opening: Callable[[str], bytes | None] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.name = name
         self.address = address
         self._opening = opening  # replica name -> the frame proving the cluster secret
+        self._tls = tls  # None: plain TCP
         self._gather_writes = gather_writes  # see ShardClient
-        self._stream: trio.SocketStream | None = None
+        self._stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] | None = None
         self._connect_lock = trio.Lock()
         self._decoder = FrameDecoder(max_frame=MAX_REPLY_FRAME)
         self._waiting: dict[int, _Slot] = {}
@@ -78,7 +83,7 @@ class ReplicaConnection:
         self._outbox: list[bytes] = []
         self.failure: Exception | None = None
 
-    async def _connect(self) -> trio.SocketStream:
+    async def _connect(self) -> trio.SocketStream | trio.SSLStream[trio.SocketStream]:
         if self._stream is not None and self.failure is None:
             return self._stream  # fast path: no lock once connected
         async with self._connect_lock:
@@ -88,7 +93,10 @@ class ReplicaConnection:
                 host, port = parse_address(self.address)
                 try:
                     with trio.fail_after(_CONNECT_TIMEOUT_S):
-                        stream = await trio.open_tcp_stream(host, port)
+                        tcp = await trio.open_tcp_stream(host, port)
+                        stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] = tcp
+                        if self._tls is not None:
+                            stream = await open_client_stream(tcp, self._tls, host)
                         opening = self._opening(self.name) if self._opening else None
                         if opening is not None:
                             await stream.send_all(opening)
@@ -168,7 +176,7 @@ class ReplicaConnection:
             for rid in keys:
                 del waiting[rid]
 
-    async def _flush(self, stream: trio.SocketStream) -> None:
+    async def _flush(self, stream: trio.abc.Stream) -> None:
         self._writing = True
         try:
             if self._gather_writes:
@@ -188,7 +196,7 @@ class ReplicaConnection:
         finally:
             self._writing = False
 
-    async def _read_once(self, stream: trio.SocketStream) -> None:
+    async def _read_once(self, stream: trio.abc.Stream) -> None:
         self._reading = True
         try:
             try:
@@ -223,7 +231,7 @@ class ReplicaConnection:
             self._reading = False
             self._hand_over()
 
-    async def _wait_for(self, stream: trio.SocketStream, owner: _Slot) -> None:
+    async def _wait_for(self, stream: trio.abc.Stream, owner: _Slot) -> None:
         """Until every reply ``owner`` counts is in: sleep while another task reads, else read."""
         while owner.pending:
             if self.failure is not None:
@@ -247,8 +255,10 @@ class ReplicaConnection:
     def _fail(self, exc: Exception) -> None:
         if self.failure is None:
             self.failure = exc
-        if self._stream is not None:
-            self._stream.socket.close()  # synchronous: nobody may use it any more
+        stream = self._stream
+        if stream is not None:
+            tcp = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+            tcp.socket.close()  # synchronous: nobody may use it any more
         for slot in self._waiting.values():
             slot.owner.wake.set()
 

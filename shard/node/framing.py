@@ -100,7 +100,7 @@ class FrameDecoder:
         self._offset = 0
         self._max_frame = max_frame
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray) -> None:
         """Append bytes received from the stream."""
         if self._offset and self._offset == len(self._buffer):
             self._buffer.clear()

@@ -1,29 +1,27 @@
 """The replica runtime: trio drives the Raft core, storage and the state machine.
 
-One :class:`Replica` per process (or several in one process for tests). Its
-``serve`` owns a nursery with the peer transport, the ticker, the inbox pump,
-the client server and the *driver*: the one task that feeds the Raft core
-and executes its :class:`~shard.raft.Ready` batches.
+One :class:`Replica` per process (or several in one process for tests). Its ``serve`` owns a
+nursery with the peer transport, the ticker, the inbox pump, the client server and the
+*driver*: the one task that feeds the Raft core and executes its :class:`~shard.raft.Ready`
+batches.
 
-Time is tickless (:mod:`shard.node.ticking`): the driver sleeps until the
-next tick that can matter to the core (a leader's heartbeat, a follower's
-election timeout, a ReadIndex timeout) or until work arrives, then feeds
-the core every tick that elapsed, in order with the messages stamped with
-the tick they arrived in. An idle follower wakes only for heartbeats.
+Time is tickless (:mod:`shard.node.ticking`): the driver sleeps until the next tick that can
+matter to the core (a leader's heartbeat, a follower's election timeout, a ReadIndex
+timeout) or until work arrives, then feeds the core every tick that elapsed, in order with
+the messages stamped with the tick they arrived in. An idle follower wakes only for
+heartbeats.
 
-Batching is what makes it fast. While the driver waits for an fsync (in a
-worker thread), client submits, peer messages and ticks pile up; the next
-turn proposes every waiting submit as one log entry and persists every new
-entry with one fsync (group commit), run in a worker thread
-(:mod:`shard.node.offthread`). A leader sends its AppendEntries before
-its own fsync (Raft thesis §10.2.1: it counts itself towards a commit only
-once its own write is durable), so the leader's and the followers' fsyncs
-overlap. Nothing is acknowledged to a client before the entry is committed
-(durable on a majority, leader included) and applied.
+Batching is what makes it fast. While the driver waits for an fsync (in a worker thread),
+client submits, peer messages and ticks pile up; the next turn proposes every waiting submit
+as one log entry and persists every new entry with one fsync (group commit), run in a worker
+thread (:mod:`shard.node.offthread`). A leader sends its AppendEntries before its own fsync
+(Raft thesis §10.2.1: it counts itself towards a commit only once its own write is durable),
+so the leader's and the followers' fsyncs overlap. Nothing is acknowledged to a client
+before the entry is committed (durable on a majority, leader included) and applied.
 
-Refusals: a follower answers submits with ``not_leader`` and the leader's
-name and client address; a replica whose storage failed (disk full) or whose
-state digest disagreed with the leader's answers ``unavailable``.
+Refusals: a follower answers submits with ``not_leader`` and the leader's name and client
+address; a replica whose storage failed (disk full) or whose state digest disagreed with the
+leader's answers ``unavailable``.
 """
 
 from __future__ import annotations
@@ -33,7 +31,7 @@ from typing import Any
 
 import trio
 
-from config.schema import ClusterConfig, MarketConfig, ReplicaConfig
+from config.schema import ClusterConfig
 from config.secret import read_secret
 from shard.engineapp import EngineApplication
 from shard.node import protocol
@@ -54,6 +52,7 @@ from shard.node.options import ReplicaOptions, SnapshotRequest
 from shard.node.reads import ReadQueue
 from shard.node.recovery import build_raft, create_market_command
 from shard.node.ticking import TickClock, WakeTimer
+from shard.node.tls import replica_contexts
 from shard.node.transport import PeerTransport
 from shard.node.waiters import Waiters
 from shard.observability import get_logger
@@ -100,8 +99,7 @@ class Replica:
         if found is None:
             raise ValueError(f"no replica named {name!r} in the topology")
         self.cluster = cluster
-        self.market: MarketConfig = found[0]
-        self.me: ReplicaConfig = found[1]
+        self.market, self.me = found
         self.name = name
         self.options = options = options or ReplicaOptions()
         self.metrics = metrics or NodeMetrics(name, self.market.name)
@@ -109,6 +107,7 @@ class Replica:
         self.client_addresses = {r.name: r.client for r in self.market.replicas}
         secret = read_secret(cluster)  # SecretError names the file and what is wrong
         self.auth = Authenticator(secret) if secret is not None else None
+        self.tls = replica_contexts(cluster, name)  # TlsError names the key; None: plain TCP
         self.transport: PeerTransport = PeerTransport(
             cluster.cluster_id,
             name,
@@ -116,6 +115,7 @@ class Replica:
             {r.name: r.raft for r in self.market.replicas},
             deliver=self._received,
             auth=self.auth,
+            tls=self.tls,
         )
         self.ring = AppliedRing(options.ring_capacity)
         self.digests = DigestBook()
@@ -166,7 +166,8 @@ class Replica:
                 await nursery.start(self.transport.serve)
                 nursery.start_soon(self._timer.run)
                 nursery.start_soon(self._drive)
-                server = ClientServer(self, self.me.client, node=self.name, auth=self.auth)
+                tls = self.tls[0] if self.tls is not None else None  # the listener's context
+                server = ClientServer(self, self.me.client, node=self.name, auth=self.auth, tls=tls)
                 self.client_port = await nursery.start(server.serve)
                 self.log.info("replica serving", client=self.me.client, raft=self.me.raft)
                 task_status.started(self)
@@ -534,8 +535,6 @@ class Replica:
     def status(self) -> protocol.Message:
         return replica_status(self)
 
-    # -- helpers ---------------------------------------------------------------
-
     def current_role(self) -> str:
         """The Raft role, ``learner`` for a follower that is not a voter, ``failed`` after a
         storage failure (the core may still think it leads, but it serves nothing)."""
@@ -548,14 +547,14 @@ class Replica:
 
     def _refusal(self) -> protocol.Message | None:
         if self.failure is not None:
-            return protocol.error(protocol.UNAVAILABLE, f"replica {self.name}: {self.failure}")
-        if self.diverged:
-            return protocol.error(
-                protocol.UNAVAILABLE, f"replica {self.name} diverged from its leader"
-            )
-        if self.raft is None:
-            return protocol.error(protocol.UNAVAILABLE, f"replica {self.name} is starting")
-        return None
+            reason = f"replica {self.name}: {self.failure}"
+        elif self.diverged:
+            reason = f"replica {self.name} diverged from its leader"
+        elif self.raft is None:
+            reason = f"replica {self.name} is starting"
+        else:
+            return None
+        return protocol.error(protocol.UNAVAILABLE, reason)
 
     def not_leader_error(self, leader: str | None = None) -> protocol.Message:
         return protocol.not_leader(self.name, leader or self.leader, self.client_addresses)

@@ -4,11 +4,13 @@ It reads from one replica at a time (followers preferred, so the stream does
 not load the leader); when that replica fails it resubscribes to the next one
 from the seq after the last item it returned, so the caller sees every seq
 exactly once and in order. ``SubscriptionGone`` means no reachable replica
-still keeps that seq: the caller must resync from a query.
+still keeps that seq: the caller must resync from a query. With a TLS
+context (:mod:`shard.node.tls`) each connection is TLS.
 """
 
 from __future__ import annotations
 
+import ssl
 from collections import deque
 from collections.abc import Callable
 from typing import Self
@@ -19,6 +21,7 @@ from config.load import parse_address
 from shard.node import protocol
 from shard.node.api import AppliedItem, ShardError, SubscriptionGone, Unavailable
 from shard.node.framing import MAX_REPLY_FRAME, FrameDecoder, FrameError, encode_frame
+from shard.node.tls import open_client_stream
 
 _READ_SIZE = 1 << 18
 _CONNECT_TIMEOUT_S = 1.0
@@ -35,13 +38,15 @@ class Subscription:
         *,
         retry_for: float = 5.0,
         opening: Callable[[str], bytes | None] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.replicas = replicas
         self._opening = opening  # replica name -> the frame proving the cluster secret
+        self._tls = tls  # None: plain TCP
         self.next_seq = from_seq
         self.retry_for = retry_for
         self.replica: str | None = None  # the one currently streaming
-        self._stream: trio.SocketStream | None = None
+        self._stream: trio.abc.Stream | None = None
         self._decoder = FrameDecoder(max_frame=MAX_REPLY_FRAME)
         self._items: deque[AppliedItem] = deque()
         self._turn = 0
@@ -130,7 +135,10 @@ class Subscription:
         host, port = parse_address(address)
         self._decoder = FrameDecoder(max_frame=MAX_REPLY_FRAME)
         with trio.fail_after(_CONNECT_TIMEOUT_S):
-            self._stream = await trio.open_tcp_stream(host, port)
+            tcp = await trio.open_tcp_stream(host, port)
+            self._stream = tcp
+            if self._tls is not None:
+                self._stream = await open_client_stream(tcp, self._tls, host)
             opening = self._opening(name) if self._opening is not None else None
             await self._stream.send_all(
                 (opening or b"")

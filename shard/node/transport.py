@@ -13,6 +13,11 @@ another cluster id, a dialer that claims our own name or a name not in our
 peer set, or a second live connection claiming a name already connected, is
 refused: two processes started with the same name must not both vote.
 
+With TLS (``tls=(listener, dialer)`` contexts from :mod:`shard.node.tls`) a
+link is mutual TLS, handshaken in the connection's own task before the hello,
+and a hello is refused unless the dialer's certificate names the replica it
+claims to be. A failed handshake closes that connection only.
+
     transport = PeerTransport(cluster_id, "a", "127.0.0.1:7001", {"b": "127.0.0.1:7002"},
                               deliver=on_message)   # on_message(src, payload), must not block
     async with trio.open_nursery() as nursery:
@@ -29,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -39,6 +45,7 @@ import trio
 from config.load import parse_address
 from shard.node.authentication import NONCE_BYTES, PEER, Authenticator
 from shard.node.framing import FrameDecoder, FrameError, encode_frame
+from shard.node.tls import HandshakeFailed, accept_stream, certificate_name, open_client_stream
 from shard.observability import get_logger
 
 _PING = None  # keepalive payload, never delivered
@@ -79,7 +86,7 @@ class _Peer:
 
 @attrs.define
 class _Inbound:
-    stream: trio.SocketStream
+    stream: trio.abc.Stream
     last_seen: float
 
 
@@ -96,9 +103,12 @@ class PeerTransport:
         deliver: Callable[[str, Any], None],
         queue_size: int = 4096,
         auth: Authenticator | None = None,
+        tls: tuple[ssl.SSLContext, ssl.SSLContext] | None = None,
     ) -> None:
         self.cluster_id = cluster_id
         self.auth = auth  # a hello must prove the cluster secret (None: not required)
+        self.tls = tls  # (listener, dialer) contexts for mutual TLS; None: plain TCP
+        self.tls_refused = 0  # inbound connections whose TLS handshake failed
         self.name = name
         self.listen = listen
         self._queue_size = queue_size
@@ -179,10 +189,13 @@ class PeerTransport:
     ) -> None:
         await trio.serve_listeners(self._handle_inbound, listeners, handler_nursery=nursery)
 
-    async def _handle_inbound(self, stream: trio.SocketStream) -> None:
+    async def _handle_inbound(self, tcp: trio.SocketStream) -> None:
         decoder = FrameDecoder()
         name: str | None = None
+        stream: trio.abc.Stream = tcp
         try:
+            if self.tls is not None:
+                stream = await self._accept_tls(tcp)
             with trio.fail_after(_CONNECT_TIMEOUT_S):
                 hello = await _read_one(stream, decoder)
             name = await self._admit(stream, hello)
@@ -202,8 +215,14 @@ class PeerTransport:
                 decoder.feed(data)
         except FrameError as exc:
             self._log.warning("malformed frame from peer", peer=name, error=str(exc))
-        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, EOFError):
-            pass  # the peer went away; it redials
+        except (
+            trio.BrokenResourceError,
+            trio.ClosedResourceError,
+            trio.TooSlowError,
+            EOFError,
+            HandshakeFailed,
+        ):
+            pass  # the peer went away (it redials), or its handshake failed (logged)
         except Exception:
             # A bug triggered by one peer's input must cost that connection only.
             self._log.exception("peer connection failed", peer=name)
@@ -213,8 +232,30 @@ class PeerTransport:
                 del self._inbound[name]
             await trio.aclose_forcefully(stream)
 
-    async def _admit(self, stream: trio.SocketStream, hello: Any) -> str | None:
-        reason = self._refusal(hello)
+    async def _accept_tls(self, tcp: trio.SocketStream) -> trio.abc.Stream:
+        """The TLS handshake of an inbound link; a failure is counted, logged once per
+        1,000 (a flood of them must not flood the log) and raised."""
+        assert self.tls is not None
+        try:
+            with trio.fail_after(_CONNECT_TIMEOUT_S):
+                return await accept_stream(tcp, self.tls[0])
+        except (HandshakeFailed, trio.TooSlowError) as exc:
+            self.tls_refused += 1
+            if self.tls_refused % 1000 == 1:
+                try:
+                    remote = "{}:{}".format(*tcp.socket.getpeername()[:2])
+                except OSError:
+                    remote = "?"
+                self._log.warning(
+                    "refused peer: TLS handshake failed",
+                    remote=remote,
+                    reason=str(exc) or type(exc).__name__,
+                    refused_total=self.tls_refused,
+                )
+            raise
+
+    async def _admit(self, stream: trio.abc.Stream, hello: Any) -> str | None:
+        reason = self._refusal(hello, certificate_name(stream))
         if reason is not None:
             self._log.error("refused peer", reason=reason, hello=str(hello)[:200])
             await stream.send_all(encode_frame({"t": "refused", "reason": reason}))
@@ -227,7 +268,9 @@ class PeerTransport:
         await stream.send_all(encode_frame({"t": "welcome"}))
         return name
 
-    def _refusal(self, hello: Any) -> str | None:
+    def _refusal(self, hello: Any, certified: str | None) -> str | None:
+        """Why ``hello`` is refused (None: admitted); ``certified``: the name in the
+        dialer's TLS certificate."""
         if not isinstance(hello, dict) or hello.get("t") != "hello":
             return "expected a hello"
         if hello.get("cluster") != self.cluster_id:
@@ -237,6 +280,8 @@ class PeerTransport:
             return f"this is {self.name!r}, not {hello.get('to')!r}"
         if not isinstance(name, str) or name == self.name:
             return f"peer claims our own name {name!r}"
+        if self.tls is not None and certified != name:
+            return f"the TLS certificate is for {certified!r}, not {name!r}"
         if self.auth is not None:
             now_ms = time.time_ns() // 1_000_000
             refusal = self.auth.check(PEER, (self.cluster_id, name, self.name), hello, now_ms)
@@ -261,6 +306,12 @@ class PeerTransport:
                         self._log.error("peer refused us", peer=peer.name, reason=str(exc))
                     peer.last_error = str(exc)
                     backoff = _REFUSED_BACKOFF_S
+                except HandshakeFailed as exc:  # its certificate (ours: refused after it)
+                    if peer.last_error != str(exc):
+                        self._log.error(
+                            "TLS handshake with peer failed", peer=peer.name, reason=str(exc)
+                        )
+                    peer.last_error = str(exc)
                 except (
                     OSError,
                     EOFError,
@@ -268,7 +319,9 @@ class PeerTransport:
                     trio.TooSlowError,
                     FrameError,
                 ) as exc:
-                    peer.last_error = f"{type(exc).__name__}: {exc}"
+                    # an ssl error (say, our certificate refused) as a bare BrokenResourceError
+                    why = str(exc) or str(exc.__cause__ or exc.__context__ or "")
+                    peer.last_error = f"{type(exc).__name__}: {why}"
                 finally:
                     peer.connected = False
                 await trio.sleep(backoff * (0.5 + random.random()))
@@ -276,8 +329,11 @@ class PeerTransport:
 
     async def _dial_once(self, peer: _Peer) -> None:
         host, port = parse_address(peer.address)
+        stream: trio.abc.Stream
         with trio.fail_after(_CONNECT_TIMEOUT_S):
             stream = await trio.open_tcp_stream(host, port)
+            if self.tls is not None:
+                stream = await open_client_stream(stream, self.tls[1], host)
         async with stream:
             hello: dict[str, Any] = {
                 "t": "hello",
@@ -308,7 +364,7 @@ class PeerTransport:
                 _drain(peer.receive)  # stale while down; Raft resends what still matters
             self._log.info("peer link down", peer=peer.name, error=peer.last_error)
 
-    async def _pump(self, peer: _Peer, stream: trio.SocketStream, scope: trio.CancelScope) -> None:
+    async def _pump(self, peer: _Peer, stream: trio.abc.Stream, scope: trio.CancelScope) -> None:
         """Write queued payloads, coalescing everything queued into one write."""
         try:
             await self._pump_forever(peer, stream)
@@ -316,7 +372,7 @@ class PeerTransport:
             peer.last_error = f"send failed: {exc}"
         scope.cancel()
 
-    async def _pump_forever(self, peer: _Peer, stream: trio.SocketStream) -> None:
+    async def _pump_forever(self, peer: _Peer, stream: trio.abc.Stream) -> None:
         receive = peer.receive
         while True:
             chunks = [encode_frame(await receive.receive())]
@@ -340,7 +396,7 @@ async def _keepalive(peer: _Peer) -> None:
         last = peer.sent
 
 
-async def _watch_close(stream: trio.SocketStream, scope: trio.CancelScope) -> None:
+async def _watch_close(stream: trio.abc.Stream, scope: trio.CancelScope) -> None:
     """The dialed side never receives after the handshake; EOF means the peer is gone."""
     try:
         while await stream.receive_some(4096):
@@ -358,7 +414,7 @@ def _drain(receive: trio.MemoryReceiveChannel[Any]) -> None:
             return
 
 
-async def _read_one(stream: trio.SocketStream, decoder: FrameDecoder) -> Any:
+async def _read_one(stream: trio.abc.Stream, decoder: FrameDecoder) -> Any:
     while True:
         for message in decoder.messages():
             return message
