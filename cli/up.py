@@ -7,6 +7,13 @@ start and prints their API keys; prints a one-line status every few seconds
 (from the replicas' status API); on Ctrl-C or SIGTERM it stops every child
 (SIGTERM, a grace period, then SIGKILL). ``--local-engine`` runs only the
 gateway, on in-process engines.
+
+A topology with ``[tls]`` is run as it is (the status probes present the
+client certificate; a gateway with a certificate serves wss://). ``--tls``
+turns TLS on for a topology without it: a local CA and every certificate are
+made on first start under ``<keys dir>/tls`` (missing ones later, with the
+same CA), and the cluster runs from ``<keys dir>/cluster-tls.toml``, the
+topology with those files filled in.
 """
 
 from __future__ import annotations
@@ -18,12 +25,15 @@ import trio
 import typer
 
 from cli.apps import app
+from cli.certs import CertificateError, create_certificates, plan, with_certificates
 from cli.gateway import DEFAULT_CONFIG, config_file, load_cluster
 from cli.processes import ProcessGroup, clob_command, wait_listening
+from config.render import write_config
 from config.schema import ClusterConfig
 from config.secret import create_secret, read_secret
 from gateway.auth import KeyStore
 from shard.node.client import ShardClient
+from shard.node.tls import client_context, probe_context
 
 DEMO_USERS = ("alice", "bob")
 
@@ -36,10 +46,22 @@ def up(
         False, help="No replica processes: the gateway runs in-process engines."
     ),
     status_every: float = typer.Option(5.0, help="Seconds between status lines."),
+    tls: bool = typer.Option(
+        False,
+        "--tls",
+        help="Mutual TLS on every replica link and wss:// at the gateway, with a local CA "
+        "made on first start (a topology with [tls] needs no flag).",
+    ),
 ) -> None:
     """Start every replica group and a gateway (ws://127.0.0.1:8700/ by default)."""
     cluster = load_cluster(config)
     config_path = str(config_file(config))
+    if tls and cluster.tls is None:
+        try:
+            cluster, config_path = _with_local_tls(cluster)
+        except CertificateError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
     gateway = next((g for g in cluster.gateways if g.name == gateway_name), None)
     if gateway is None:
         raise typer.BadParameter(f"no gateway {gateway_name!r} in {config}", param_hint="--gateway")
@@ -60,7 +82,25 @@ def up(
     if local_engine:
         argv.append("--local-engine")
     group.add(gateway_name, argv, logs / f"{gateway_name}.log")
-    trio.run(_run, cluster, group, gateway.listen, local_engine, status_every)
+    url = f"{'wss' if gateway.cert_file else 'ws'}://{gateway.listen}/"
+    trio.run(_run, cluster, group, url, local_engine, status_every)
+
+
+def _with_local_tls(cluster: ClusterConfig) -> tuple[ClusterConfig, str]:
+    """``cluster`` with TLS on, from certificates under ``<keys dir>/tls`` (made when
+    missing), and the path of the topology file written for it."""
+    base = Path(cluster.keys_file).parent
+    out = base / "tls"
+    if not (out / "ca.crt").exists():
+        create_certificates(cluster, out)
+        typer.echo(f"created a local CA and TLS certificates in {out} (clients: --ca-file)")
+    else:
+        missing = [leaf.stem for leaf in plan(cluster) if not (out / f"{leaf.stem}.crt").exists()]
+        if missing:
+            create_certificates(cluster, out, only=missing)
+            typer.echo(f"created TLS certificates for {', '.join(missing)} in {out}")
+    secured = with_certificates(cluster, out)
+    return secured, str(write_config(secured, base / "cluster-tls.toml"))
 
 
 def _demo_keys(cluster: ClusterConfig) -> None:
@@ -80,7 +120,7 @@ def _demo_keys(cluster: ClusterConfig) -> None:
 async def _run(
     cluster: ClusterConfig,
     group: ProcessGroup,
-    listen: str,
+    url: str,
     local_engine: bool,
     status_every: float,
 ) -> None:
@@ -88,7 +128,7 @@ async def _run(
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 await group.start_all()
-                nursery.start_soon(_announce, listen)
+                nursery.start_soon(_announce, url, cluster)
                 nursery.start_soon(_watch_children, group)
                 if not local_engine:
                     nursery.start_soon(_status_loop, cluster, status_every)
@@ -102,10 +142,16 @@ async def _run(
         typer.echo("stopped")
 
 
-async def _announce(listen: str) -> None:
-    if await wait_listening(listen, 60):
-        typer.echo(f"gateway ready on ws://{listen}/  (Ctrl-C stops everything)")
-        typer.echo("try: CLOB_API_KEY=<alice's key> clob order BTC-USD buy 0.5 100.00")
+async def _announce(url: str, cluster: ClusterConfig) -> None:
+    secure = url.startswith("wss://")
+    listen = url.split("://", 1)[1].rstrip("/")
+    if await wait_listening(listen, 60, tls=probe_context() if secure else None):
+        typer.echo(f"gateway ready on {url}  (Ctrl-C stops everything)")
+        options = ""
+        if secure:
+            ca = cluster.tls.ca_file if cluster.tls is not None else "<the CA file>"
+            options = f" --url {url} --ca-file {ca}"
+        typer.echo(f"try: CLOB_API_KEY=<alice's key> clob order BTC-USD buy 0.5 100.00{options}")
     else:
         typer.echo(f"gateway not listening on {listen} after 60 s; see its log", err=True)
 
@@ -122,8 +168,10 @@ async def _watch_children(group: ProcessGroup) -> None:
 
 
 async def _status_loop(cluster: ClusterConfig, every: float) -> None:
-    secret = read_secret(cluster)
-    clients = [ShardClient(m, client_id="clob-up-status", secret=secret) for m in cluster.markets]
+    secret, tls = read_secret(cluster), client_context(cluster)
+    clients = [
+        ShardClient(m, client_id="clob-up-status", secret=secret, tls=tls) for m in cluster.markets
+    ]
     try:
         while True:
             await trio.sleep(every)
