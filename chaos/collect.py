@@ -95,7 +95,7 @@ async def fetch_events(
                         if item.seq >= upto_seq:
                             break
             except SubscriptionGone as exc:
-                oldest = _oldest_kept(str(exc))
+                oldest = oldest_kept(str(exc))
                 if start == 1 and not entries and oldest is not None and 1 < oldest <= upto_seq:
                     problem = f"{replica}: keeps events only from seq {oldest}"
                     start = oldest
@@ -109,7 +109,7 @@ async def fetch_events(
     return entries, problem
 
 
-def _oldest_kept(message: str) -> int | None:
+def oldest_kept(message: str) -> int | None:
     """The oldest seq a replica keeps, from its ``SubscriptionGone`` message."""
     found = re.search(r"oldest kept is (\d+)", message)
     return int(found.group(1)) if found else None
@@ -221,3 +221,29 @@ def merge_best(
         return log.last_seq - log.first_seq + 1, replayed
 
     return max(candidates, key=checked)  # the first of equals: the earliest listed
+
+
+def replay_sources(
+    market: str, events: Mapping[str, list[CommittedEntry]], offline: Iterable[CommittedLog]
+) -> list[CommittedLog]:
+    """One log per data directory holding commands (:func:`merge_logs`), each replayable
+    from its own starting point.
+
+    :func:`merge_best` keeps one data directory; with snapshots and replaced replicas
+    each directory holds the commands of a different stretch (a removed replica's
+    stops where it left, a spare's starts at the snapshot it installed), so replaying
+    each one on its own checks the union of their stretches.
+    """
+    merged = [merge_logs(market, events, copy) for copy in offline if copy.entries]
+    return [log for log in merged if log.replay_range() is not None]
+
+
+def spans_text(spans: Iterable[tuple[int, int]]) -> tuple[str, int]:
+    """``"1..485, 534..668"`` for the union of the seq ranges, and how many seqs it holds."""
+    merged: list[list[int]] = []
+    for first, last in sorted(spans):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], last)
+        else:
+            merged.append([first, last])
+    return ", ".join(f"{a}..{b}" for a, b in merged), sum(b - a + 1 for a, b in merged)

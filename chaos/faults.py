@@ -12,8 +12,11 @@ timeout, then SIGCONT), ``isolate_leader`` (both ways), ``partition`` (one
 replica against the other two), ``asymmetric`` (one direction of the
 leader's links), ``delay`` (slow links of one replica), ``torn_wal``
 (kill -9 a follower, cut a few bytes off its newest WAL segment, restart),
-``kill_gateway`` and ``transfer_leader`` (``clob admin transfer-leader`` to a
-follower, under load; its "failover" is the time until another replica leads).
+``kill_gateway``, ``transfer_leader`` (``clob admin transfer-leader`` to a
+follower, under load; its "failover" is the time until another replica leads)
+and ``replace_follower`` (a spare joins the group, a follower is removed and
+retired: :mod:`chaos.replace`). "The leader" and "a follower" are always
+resolved among the group's *current* members.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ import attrs
 import trio
 
 from chaos.history import FaultRecord, History
-from chaos.kinds import FAULT_KINDS
+from chaos.kinds import FAULT_KINDS as FAULT_KINDS  # re-exported: the CLI and tests name it here
+from chaos.membership import REPLACE_KIND
+from chaos.replace import reconcile_market, replace_follower
 from chaos.supervisor import ChaosCluster
 from shard.node.api import ShardError
 from shard.observability import get_logger
@@ -34,6 +39,10 @@ from shard.observability import get_logger
 log = get_logger("chaos.faults")
 
 _FAILOVER_LIMIT_S = 15.0
+_MIN_GAP_S = 1.0  # between a fault that overran its planned time and the next one
+# A replacement is not timed by the planner (it lasts as long as the catch-up takes);
+# this is the time the plan leaves it before the next fault's quiet gap.
+_REPLACE_PLANNED_S = (5.0, 8.0)
 
 
 @attrs.frozen
@@ -70,6 +79,8 @@ def plan_faults(
         kind = queue.pop()
         # pauses and partitions last well past the election timeout so leadership moves
         duration = rng.uniform(max(1.0, 2.5 * election_timeout_s), max(3.0, 5 * election_timeout_s))
+        if kind == REPLACE_KIND:
+            duration = rng.uniform(*_REPLACE_PLANNED_S)
         if at + duration + quiet_s[0] > seconds - 1.0:
             break
         plan.append(
@@ -132,6 +143,8 @@ async def inject(cluster: ChaosCluster, fault: PlannedFault, history: History) -
     followers = [r for r in replicas if r != leader]
     start = time.monotonic_ns()
     failover: int | None = None
+    joined: int | None = None
+    removed: int | None = None
     detail = ""
     errors: list[str] = []
     if fault.kind in (
@@ -225,6 +238,12 @@ async def inject(cluster: ChaosCluster, fault: PlannedFault, history: History) -
         except ShardError as exc:  # a leader change in between: the fault is a no-op
             detail += f"; refused: {exc}"
         failover = await _with_failover(cluster, market, leader, fault.duration)
+    elif fault.kind == REPLACE_KIND:
+        replaced = await replace_follower(cluster, market, fault.choice)
+        target, detail = replaced.target, replaced.detail
+        joined, removed = replaced.joined_ns, replaced.removed_ns
+        if replaced.error:
+            errors.append(replaced.error)
     elif fault.kind == "kill_gateway":
         gateways = [g.name for g in cluster.config.gateways]
         target = gateways[fault.choice % len(gateways)]
@@ -243,6 +262,8 @@ async def inject(cluster: ChaosCluster, fault: PlannedFault, history: History) -
         detail,
         failover,
         "; ".join(errors) or None,
+        joined,
+        removed,
     )
     log.info("fault done", kind=fault.kind, target=target, failover_ns=failover)
     history.fault(record)
@@ -253,15 +274,27 @@ async def run_faults(
 ) -> None:
     """Inject ``plan`` in order, each at ``start + fault.at`` on the trio clock."""
     for fault in plan:
-        await trio.sleep_until(start + fault.at)
+        # a fault that overran its plan (a slow replacement) still leaves a short gap
+        await trio.sleep_until(max(start + fault.at, trio.current_time() + _MIN_GAP_S))
         await inject(cluster, fault, history)
 
 
-async def heal_everything(cluster: ChaosCluster) -> None:
-    """Undo whatever is still in effect: heal links, resume and start every process."""
+async def heal_everything(cluster: ChaosCluster) -> list[str]:
+    """Undo whatever is still in effect: heal links, resume and start every member and
+    gateway; then set each group's members from its committed membership (a replacement
+    cut short by the end of the run leaves a spare or a removed replica running).
+
+    Returns the problems found reconciling the membership."""
     for mesh in cluster.meshes.values():
         mesh.heal()
-    for name, managed in cluster.processes.items():
+    for name in cluster.processes:
         cluster.resume(name)
-        if not managed.running:
+    for name in cluster.active():
+        if not cluster.processes[name].running:
             await cluster.start(name)
+    problems: list[str] = []
+    for market in cluster.config.markets:
+        problem = await reconcile_market(cluster, market.name)
+        if problem:
+            problems.append(problem)
+    return problems

@@ -97,6 +97,8 @@ class FaultRecord:
     detail: str = ""
     failover_ns: int | None = None  # kill/pause/isolate of a leader: until a new leader was seen
     error: str | None = None  # the system failed to come back (e.g. a replica did not restart)
+    joined_ns: int | None = None  # replace_follower: add request -> the spare a committed voter
+    removed_ns: int | None = None  # replace_follower: remove request -> removal committed
 
 
 class History:

@@ -15,4 +15,5 @@ FAULT_KINDS: tuple[str, ...] = (
     "torn_wal",
     "kill_gateway",
     "transfer_leader",
+    "replace_follower",
 )

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import socket
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import attrs
 import trio
@@ -216,11 +216,20 @@ class ProxyMesh:
         self._blocked: set[Link] = set()
         self._delays: dict[Link, float] = {}
 
-    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run every proxy until cancelled; started once all of them listen."""
+    async def serve(
+        self,
+        ports: Mapping[Link, int] | None = None,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run every proxy until cancelled; started once all of them listen.
+
+        ``ports`` fixes the port of some links (the others get any free one): a port the
+        kernel hands out now may be one a replica or gateway is configured to listen on
+        later, so the chaos topology picks them apart from its own."""
         async with trio.open_nursery() as nursery:
-            for proxy in self.proxies.values():
-                await nursery.start(proxy.serve)
+            for link, proxy in self.proxies.items():
+                await nursery.start(proxy.serve, "127.0.0.1", (ports or {}).get(link, 0))
             task_status.started()
             await trio.sleep(math.inf)
 

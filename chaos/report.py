@@ -51,6 +51,9 @@ def faults_table(history: History, run_start_ns: int) -> list[str]:
     for fault in history.faults:
         lasted = _ms(fault.end_ns - fault.start_ns)
         detail = fault.detail + (f" ERROR: {fault.error}" if fault.error else "")
+        if fault.joined_ns is not None or fault.removed_ns is not None:
+            timing = f"voter in {_ms(fault.joined_ns)}, removed in {_ms(fault.removed_ns)}"
+            detail = f"{timing}; {detail}" if detail else timing
         lines.append(
             f"{(fault.start_ns - run_start_ns) / 1e9:>5.1f}s  {fault.kind:<15} "
             f"{fault.target[:36]:<36} {lasted:>8} {_ms(fault.failover_ns):>9} "
@@ -63,7 +66,26 @@ def faults_table(history: History, run_start_ns: int) -> list[str]:
             f"leader failover: {len(failovers)} measured, median {_ms(median)}, "
             f"max {_ms(failovers[-1])}"
         )
+    lines += _membership_summary(history.faults)
     return lines
+
+
+def _membership_summary(faults: Sequence[FaultRecord]) -> list[str]:
+    """Median and max time of the replacements' two membership changes."""
+    joins = sorted(f.joined_ns for f in faults if f.joined_ns is not None)
+    removals = sorted(f.removed_ns for f in faults if f.removed_ns is not None)
+    if not joins and not removals:
+        return []
+
+    def summary(values: list[int]) -> str:
+        if not values:
+            return "none"
+        return f"median {_ms(values[len(values) // 2])}, max {_ms(values[-1])}"
+
+    return [
+        f"membership: {len(joins)} replicas added as voter ({summary(joins)}), "
+        f"{len(removals)} removed ({summary(removals)})"
+    ]
 
 
 def format_report(

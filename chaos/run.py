@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import attrs
@@ -26,16 +26,28 @@ from chaos.checker import (
     Violation,
     check_all,
     check_checkpoints,
+    check_replay,
     check_replica_logs,
 )
-from chaos.collect import fetch_events, merge_best, read_offline, settle
+from chaos.collect import (
+    fetch_events,
+    merge_best,
+    read_offline,
+    replay_sources,
+    settle,
+    spans_text,
+)
 from chaos.faults import heal_everything, plan_faults, run_faults
 from chaos.history import History
 from chaos.kinds import FAULT_KINDS
+from chaos.membership import spares_needed
+from chaos.recorder import MarketRecord, contiguous_runs, record_events
 from chaos.report import format_report
 from chaos.supervisor import ChaosCluster, open_cluster
+from chaos.topology import DEFAULT_MARKETS
 from chaos.workload import WorkloadSettings, run_workload
 from clob.engine import Engine
+from config.schema import TimingConfig
 from shard.limits import LimitedEngine
 from shard.node.api import NodeStatus
 from shard.observability import get_logger
@@ -88,20 +100,49 @@ async def _report_progress(
 
 
 async def _collect_live(
-    cluster: ChaosCluster, statuses: dict[str, list[NodeStatus]]
+    cluster: ChaosCluster,
+    statuses: dict[str, list[NodeStatus]],
+    recorded: Mapping[str, MarketRecord],
 ) -> tuple[dict[str, dict[str, CommittedLog]], list[str]]:
-    """Each replica's applied events, per market; plus problems reading them."""
+    """Each replica's applied events, per market, the events removed replicas had when
+    they left, and those recorded during the run; plus problems reading them."""
     per_market: dict[str, dict[str, CommittedLog]] = {}
     problems: list[str] = []
     for market in cluster.config.markets:
         upto = max((s.applied_seq for s in statuses[market.name] if s.reachable), default=0)
         per_market[market.name] = {}
-        for replica in market.replicas:
-            entries, problem = await fetch_events(market, replica.name, upto, secret=cluster.secret)
+        for name in cluster.replicas(market.name):
+            entries, problem = await fetch_events(market, name, upto, secret=cluster.secret)
             if problem:
                 problems.append(problem)
-            per_market[market.name][replica.name] = CommittedLog.from_entries(market.name, entries)
+            per_market[market.name][name] = CommittedLog.from_entries(market.name, entries)
+        for name in cluster.pool(market.name):  # as read when they left the group
+            if name in cluster.departed:
+                departed = CommittedLog.from_entries(market.name, cluster.departed[name])
+                per_market[market.name][f"{name}(removed)"] = departed
+                problems.append(
+                    f"removed replica {name}: applied seqs {departed.first_seq}.."
+                    f"{departed.last_seq} read when it left"
+                )
+        record = recorded[market.name]
+        for i, run in enumerate(contiguous_runs(record.events), 1):
+            per_market[market.name][f"recorded#{i}"] = CommittedLog.from_entries(market.name, run)
+        for first, last in record.skipped:
+            problems.append(f"{market.name}: seqs {first}..{last} were gone before recorded")
     return per_market, problems
+
+
+def offline_sources(cluster: ChaosCluster, market: str) -> list[tuple[str, str]]:
+    """(replica, label) of every data directory to read offline: the members', and those
+    of retired replicas that ever ran. A removed replica's committed log is a prefix of
+    the group's, so it must agree seq by seq with the others as far as it goes, and its
+    commands may let the replay start earlier (a spare that joined by snapshot has none
+    before it)."""
+    out = [(name, f"{name}(disk)") for name in cluster.replicas(market)]
+    for name in cluster.pool(market):
+        if name in cluster.retired and cluster.data_dir(name).is_dir():
+            out.append((name, f"{name}(disk, removed)"))
+    return out
 
 
 def _collect_offline(
@@ -112,16 +153,20 @@ def _collect_offline(
     for market in cluster.config.markets:
         offline[market.name] = {}
         upto = max((log.last_seq for log in live[market.name].values()), default=0)
-        for replica in market.replicas:
+        for name, label in offline_sources(cluster, market.name):
             try:
-                offline[market.name][f"{replica.name}(disk)"] = read_offline(
-                    market.name,
-                    cluster.data_dir(replica.name),
-                    upto,
-                    market.max_live_orders_per_user,
+                found = read_offline(
+                    market.name, cluster.data_dir(name), upto, market.max_live_orders_per_user
                 )
             except (StorageCorrupt, StorageError) as exc:
-                problems.append(f"{replica.name}: cannot read its data directory: {exc}")
+                problems.append(f"{name}: cannot read its data directory: {exc}")
+                continue
+            offline[market.name][label] = found
+            if name in cluster.retired:
+                problems.append(
+                    f"removed replica {name}: committed seqs {found.first_seq}..{found.last_seq}"
+                    " on disk, compared with the group's"
+                )
     return offline, problems
 
 
@@ -176,20 +221,23 @@ async def run_chaos(settings: ChaosSettings, progress: Progress) -> ChaosResult:
     notes: list[str] = []
     run_start_ns = time.monotonic_ns()
     progress(f"chaos run seed {settings.seed}, {settings.seconds:.0f}s, directory {root}")
+    recorded = {name: MarketRecord() for name, _, _ in DEFAULT_MARKETS}
+    timing = TimingConfig()
+    election_s = 2 * timing.election_ticks * timing.tick_ms / 1000
+    markets = [name for name, _, _ in DEFAULT_MARKETS]
+    plan = plan_faults(
+        settings.seed, settings.seconds, markets, election_timeout_s=election_s,
+        kinds=settings.kinds,
+    )  # fmt: skip
     async with open_cluster(
         root,
         users=users,
         durability=settings.durability,
+        timing=timing,
         snapshot_every=settings.snapshot_every,
+        spares=spares_needed(plan),  # a fresh replica for each planned replacement
     ) as cluster:
         await cluster.wait_leaders()
-        timing = cluster.config.timing
-        election_s = 2 * timing.election_ticks * timing.tick_ms / 1000
-        markets = [m.name for m in cluster.config.markets]
-        plan = plan_faults(
-            settings.seed, settings.seconds, markets, election_timeout_s=election_s,
-            kinds=settings.kinds,
-        )  # fmt: skip
         progress(f"cluster up; {len(plan)} faults planned")
         start = trio.current_time()
         run_start_ns = time.monotonic_ns()
@@ -199,6 +247,8 @@ async def run_chaos(settings: ChaosSettings, progress: Progress) -> ChaosResult:
                 settings.progress_every_s, progress,
             )  # fmt: skip
             nursery.start_soon(run_faults, cluster, plan, history, start)
+            for market in markets:
+                nursery.start_soon(record_events, cluster, market, recorded[market])
             await run_workload(
                 seed=settings.seed,
                 seconds=settings.seconds,
@@ -211,9 +261,10 @@ async def run_chaos(settings: ChaosSettings, progress: Progress) -> ChaosResult:
             nursery.cancel_scope.cancel()
         progress(_progress_line(history, trio.current_time() - start, settings.seconds))
         progress("healing and letting the replicas settle")
-        await heal_everything(cluster)
+        for problem in await heal_everything(cluster):
+            violations.append(Violation("recovery", None, problem))
         statuses = await settle(cluster)
-        live, problems = await _collect_live(cluster, statuses)
+        live, problems = await _collect_live(cluster, statuses, recorded)
         notes += problems
         for name, codes in cluster.exit_codes().items():
             violations.append(Violation("crash", None, f"{name} exited by itself: codes {codes}"))
@@ -247,6 +298,25 @@ async def run_chaos(settings: ChaosSettings, progress: Progress) -> ChaosResult:
     )
     violations += report.violations
     notes += report.notes
+    for market in live:
+        # the best data directory was replayed above; replay the others where they hold
+        # commands it lacks (a removed replica's, a spare's from its installed snapshot)
+        best = logs[market].replay_range()
+        spans = [] if best is None else [best]
+        events = {name: list(log.entries.values()) for name, log in live[market].items()}
+        for copy in replay_sources(market, events, offline[market].values()):
+            span = copy.replay_range()
+            if span is None or any(a <= span[0] and span[1] <= b for a, b in spans):
+                continue
+            found = check_replay(history.operations, {market: copy}, fresh, None, restored)
+            violations += [v for v in found if v not in violations]
+            spans.append(span)
+        if len(spans) > 1:
+            text, count = spans_text(spans)
+            notes.append(
+                f"{market}: data directories replayed each from its own start: seqs {text} "
+                f"({count} of {logs[market].last_seq})"
+            )
     internal = sum(op.error == "internal" for op in history.operations)
     if internal:
         # Not a safety violation (treated as indeterminate) but a bug worth chasing.

@@ -12,6 +12,11 @@ Replicas run ``clob node --config <own file> --node NAME`` and gateways
 interpreter; every process writes to ``root/logs/NAME.log`` (appended across
 restarts). :func:`open_cluster` owns the proxies (one :class:`ProxyMesh` per
 market) and, on exit, stops every process it started, even when cancelled.
+
+Membership: ``replicas(market)`` are the group's current members as the
+harness last learnt them (:mod:`chaos.membership`); spares listed in the
+configuration start only when a ``replace_follower`` fault takes one, and a
+removed replica is *retired*: stopped for good, its data directory kept.
 """
 
 from __future__ import annotations
@@ -19,29 +24,35 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import attrs
 import trio
 
-from chaos.proxy import ProxyMesh
+from chaos.committed import CommittedEntry
+from chaos.membership import GroupView, Reconciliation, newest_leader, parse_view
+from chaos.proxy import Link, ProxyMesh
 from chaos.topology import build_cluster, raft_addresses, with_peer_addresses
 from cli.processes import clob_command
 from config.load import parse_address
+from config.ports import free_ports
 from config.render import write_config
 from config.schema import ClusterConfig, MarketConfig, TimingConfig
 from config.secret import read_secret
 from gateway.auth import KeyStore
-from shard.node.api import NodeStatus
+from shard.node import protocol
+from shard.node.api import NodeStatus, ShardError
 from shard.node.client import ShardClient
+from shard.node.connection import ConnectFailed, ConnectionLost
 from shard.observability import get_logger
 from shard.storage.segments import HEADER_SIZE, list_segments
 
 log = get_logger("chaos.supervisor")
 
 _STOP_GRACE_S = 15.0  # a loaded 2-core machine can take seconds to tear 8 processes down
+_STATUS_TIMEOUT_S = 1.0  # one raw status request (a paused replica must not stall a poll)
 
 
 @attrs.define
@@ -86,11 +97,22 @@ class ChaosCluster:
         self.processes = processes
         self.api_keys = api_keys
         self.secret = read_secret(cluster)
-        self._clients = {
+        # the current members of each group; a spare joins, a removed replica leaves
+        self.members: dict[str, list[str]] = {
+            m.name: list(m.initial_voters()) for m in cluster.markets
+        }
+        self.retired: set[str] = set()  # removed (or never joined): never started again
+        # the applied events of each retired replica, read just before it was stopped
+        # (they are in its memory only, and may cover seqs no member still streams)
+        self.departed: dict[str, list[CommittedEntry]] = {}
+        # admin requests and raw status go through clients that know every name (the
+        # leader may be a spare); status polls only ask the members
+        self._admin = {
             m.name: ShardClient(m, retry_for=2.0, secret=self.secret) for m in cluster.markets
         }
-        # status clients that skip one replica (a paused one would slow every poll)
-        self._without: dict[str, ShardClient] = {}
+        # status clients per set of replicas asked (one is skipped when it is paused:
+        # it would slow every poll)
+        self._status_clients: dict[tuple[str, ...], ShardClient] = {}
 
     # -- lookups -------------------------------------------------------------------------------
 
@@ -100,9 +122,32 @@ class ChaosCluster:
         return found[0]
 
     def replicas(self, market: str) -> list[str]:
+        """The group's current members (voters and learners), in configuration order."""
+        return list(self.members[market])
+
+    def pool(self, market: str) -> list[str]:
+        """Every replica name the configuration lists for ``market``, spares included."""
         config = self.config.market(market)
         assert config is not None, market
         return [r.name for r in config.replicas]
+
+    def take_spare(self, market: str) -> str | None:
+        """A spare that never ran (fresh data directory), now counted as a member; or None."""
+        for name in self.pool(market):
+            managed = self.processes[name]
+            if name not in self.members[market] and name not in self.retired and not managed.starts:
+                self.members[market].append(name)
+                return name
+        return None
+
+    def active(self) -> list[str]:
+        """The processes that should run: every member and every gateway."""
+        members = {n for names in self.members.values() for n in names}
+        return [
+            name
+            for name, managed in self.processes.items()
+            if managed.kind == "gateway" or name in members
+        ]
 
     def gateway_urls(self) -> dict[str, str]:
         return {g.name: f"ws://{g.listen}/" for g in self.config.gateways}
@@ -190,18 +235,19 @@ class ChaosCluster:
         await self.kill(name)
 
     async def start_all(self) -> None:
-        """Start every replica (in parallel), then every gateway."""
+        """Start every member replica (in parallel), then every gateway."""
+        active = self.active()
         for kind in ("replica", "gateway"):
             async with trio.open_nursery() as nursery:
-                for name, managed in self.processes.items():
-                    if managed.kind == kind:
+                for name in active:
+                    if self.processes[name].kind == kind:
                         nursery.start_soon(self.start, name)
 
     async def stop_all(self) -> None:
         async with trio.open_nursery() as nursery:
             for name in self.processes:
                 nursery.start_soon(self.stop, name)
-        for client in [*self._clients.values(), *self._without.values()]:
+        for client in [*self._admin.values(), *self._status_clients.values()]:
             await client.aclose()
 
     def exit_codes(self) -> dict[str, list[int]]:
@@ -233,34 +279,94 @@ class ChaosCluster:
 
     # -- status --------------------------------------------------------------------------------
 
+    def _status_client(self, market: str, names: Sequence[str]) -> ShardClient:
+        key = (market, *names)
+        client = self._status_clients.get(key)
+        if client is None:
+            config = self.config.market(market)
+            assert config is not None, market
+            asked = tuple(r for r in config.replicas if r.name in names)
+            client = ShardClient(
+                attrs.evolve(config, replicas=asked), retry_for=1.0, secret=self.secret
+            )
+            self._status_clients[key] = client
+        return client
+
     async def status(self, market: str) -> list[NodeStatus]:
-        return await self._clients[market].status()
+        """The members' statuses, in configuration order."""
+        return await self._status_client(market, self.members[market]).status()
 
     async def checkpoint(self, name: str) -> tuple[int, int, str]:
         """Ask one replica to snapshot now: (log index, seq, state digest)."""
         market = self.market_of(name).name
-        reply = await self._clients[market].admin_on(name, "snapshot")
+        reply = await self._admin[market].admin_on(name, "snapshot")
         return int(reply["index"]), int(reply["seq"]), str(reply["digest"])
+
+    async def admin(self, market: str, action: str, **fields: object) -> protocol.Message:
+        """An admin action on ``market``'s leader (as ``clob admin`` sends it)."""
+        return await self._admin[market].admin(action, **fields)
 
     async def transfer_leader(self, market: str, target: str) -> None:
         """Ask ``market``'s leader to hand leadership to ``target`` (``clob admin
         transfer-leader``); returns once asked, not once done."""
-        await self._clients[market].admin("transfer_leader", target=target)
+        await self.admin(market, "transfer_leader", target=target)
+
+    async def group_view(self, market: str) -> GroupView | None:
+        """The group as its newest leader sees it (every running replica of ``market`` is
+        asked, a spare being added included); None when no leader answers."""
+        client = self._admin[market]
+        views: list[GroupView | None] = []
+
+        async def ask(name: str) -> None:
+            connection = client.connection(name)
+            answered = False
+            with trio.move_on_after(_STATUS_TIMEOUT_S):
+                try:
+                    views.append(parse_view(await connection.request({"t": "status"})))
+                    answered = True
+                except (ConnectFailed, ConnectionLost, ShardError) as exc:
+                    log.debug("status failed", proc=name, error=repr(exc))
+            if not answered:  # a request may still be pending on it: start afresh next time
+                await connection.aclose()
+
+        async with trio.open_nursery() as nursery:
+            for name in self.pool(market):
+                managed = self.processes[name]
+                if managed.running and not managed.paused:
+                    nursery.start_soon(ask, name)
+        return newest_leader(views)
+
+    async def applied_seq(self, name: str) -> int | None:
+        """The seq ``name`` has applied, from its status (None: it does not answer)."""
+        connection = self._admin[self.market_of(name).name].connection(name)
+        with trio.move_on_after(_STATUS_TIMEOUT_S):
+            try:
+                reply = await connection.request({"t": "status"})
+                protocol.raise_for_error(reply)
+                return int(reply["applied_seq"])
+            except (ConnectFailed, ConnectionLost, ShardError) as exc:
+                log.debug("status failed", proc=name, error=repr(exc))
+        await connection.aclose()
+        return None
+
+    async def apply(self, market: str, plan: Reconciliation) -> None:
+        """Make the processes match a reconciled membership: start the members that do not
+        run, stop (for good) the replicas that left the group."""
+        self.members[market] = list(plan.members)
+        for name in plan.stop:
+            self.retired.add(name)
+            await self.stop(name)
+            log.info("retired", proc=name, market=market)
+        for name in plan.start:
+            await self.start(name)
 
     async def leader(self, market: str, *, skip: str | None = None) -> str | None:
         """The leader with the highest term among the reachable replicas (but ``skip``)."""
         if skip is None:
             statuses = await self.status(market)
         else:
-            client = self._without.get(skip)
-            if client is None:
-                config = self.market_of(skip)
-                others = tuple(r for r in config.replicas if r.name != skip)
-                client = ShardClient(
-                    attrs.evolve(config, replicas=others), retry_for=1.0, secret=self.secret
-                )
-                self._without[skip] = client
-            statuses = await client.status()
+            others = [n for n in self.members[market] if n != skip]
+            statuses = await self._status_client(market, others).status()
         leaders = [s for s in statuses if s.reachable and s.role == "leader"]
         if not leaders:
             return None
@@ -273,6 +379,20 @@ class ChaosCluster:
                     await trio.sleep(0.1)
 
 
+def proxy_ports(cluster: ClusterConfig, meshes: Iterable[ProxyMesh]) -> list[dict[Link, int]]:
+    """A port for every link of every mesh, none of them one the topology uses.
+
+    The topology's ports were free when it was built, but nothing holds them until
+    its processes start; a proxy listening on any free port could take one."""
+    taken = {parse_address(r.raft)[1] for m in cluster.markets for r in m.replicas}
+    taken |= {parse_address(r.client)[1] for m in cluster.markets for r in m.replicas}
+    taken |= {parse_address(g.listen)[1] for g in cluster.gateways}
+    links = [list(mesh.proxies) for mesh in meshes]
+    count = sum(len(x) for x in links)
+    ports = iter([p for p in free_ports(count + len(taken)) if p not in taken])
+    return [{link: next(ports) for link in mesh_links} for mesh_links in links]
+
+
 @asynccontextmanager
 async def open_cluster(
     root: Path,
@@ -282,22 +402,24 @@ async def open_cluster(
     timing: TimingConfig | None = None,
     start: bool = True,
     snapshot_every: int | None = None,
+    spares: Mapping[str, int] | None = None,
 ) -> AsyncIterator[ChaosCluster]:
     """Generate the topology under ``root``, start proxies and processes; stop all on exit.
 
     ``snapshot_every`` (applied entries between a replica's snapshots) is passed to
     every replica; small values make a short run compact its logs and install snapshots.
+    ``spares`` (market -> count) lists spare replicas, started only when a fault adds one.
     """
     root.mkdir(parents=True, exist_ok=True)
-    cluster = build_cluster(root, durability=durability, timing=timing, secret=True)
+    cluster = build_cluster(root, durability=durability, timing=timing, secret=True, spares=spares)
     base = write_config(cluster, root / "cluster.toml")
     store = KeyStore(cluster.keys_file)
     api_keys = {user: store.create(user).api_key for user in users}
     command = clob_command()
     async with trio.open_nursery() as nursery:
         meshes = {m.name: ProxyMesh(raft_addresses(m)) for m in cluster.markets}
-        for mesh in meshes.values():
-            await nursery.start(mesh.serve)
+        for mesh, ports in zip(meshes.values(), proxy_ports(cluster, meshes.values()), strict=True):
+            await nursery.start(mesh.serve, ports)
         processes: dict[str, ManagedProcess] = {}
         for market in cluster.markets:
             mesh = meshes[market.name]

@@ -7,11 +7,18 @@ the Raft address of every peer is the proxy of the link ``self -> peer``
 (:class:`chaos.proxy.ProxyMesh`); its own entry keeps its real address,
 which is where it listens. So every Raft byte crosses a proxy that the fault
 schedule controls, while clients reach the replicas directly.
+
+A market may also list *spares* (``join = true``, named after the initial
+replicas: ``btc-usd-4``, ``btc-usd-5``, ...): not members at first, started
+by the ``replace_follower`` fault, which adds one to the group and removes a
+follower. Every configuration lists them from the start, with their links in
+the market's proxy mesh, because a replica reads its configuration only
+when it starts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import attrs
@@ -37,14 +44,20 @@ def build_cluster(
     durability: str = "fsync",
     timing: TimingConfig | None = None,
     secret: bool = False,
+    spares: Mapping[str, int] | None = None,
 ) -> ClusterConfig:
     """The real configuration, data directories under ``root``; with ``secret``, a cluster
-    secret file there too, so that every connection to a replica must prove it."""
+    secret file there too, so that every connection to a replica must prove it.
+
+    ``spares``: market -> how many spare replicas (``join = true``) to list after its
+    ``replicas`` initial ones."""
     specs = list(markets)
+    extra = dict(spares or {})
     secret_file = root / "cluster.secret"
     if secret:
         create_secret(secret_file)
-    ports = iter(free_ports(len(specs) * replicas * 2 + gateways))
+    total = sum(replicas + extra.get(name, 0) for name, _, _ in specs)
+    ports = iter(free_ports(total * 2 + gateways))
     market_configs = []
     for name, tick, lot in specs:
         members = tuple(
@@ -53,8 +66,9 @@ def build_cluster(
                 raft=f"127.0.0.1:{next(ports)}",
                 client=f"127.0.0.1:{next(ports)}",
                 data_dir=str(root / "data" / f"{name.lower()}-{i}"),
+                join=i > replicas,
             )
-            for i in range(1, replicas + 1)
+            for i in range(1, replicas + extra.get(name, 0) + 1)
         )
         market_configs.append(MarketConfig(name, tick, lot, members))
     return ClusterConfig(

@@ -2,8 +2,9 @@
 
 Starts a local cluster (2 markets x 3 replicas + 2 gateways, Raft links
 through fault-injecting proxies), runs concurrent seeded clients while
-killing, pausing, partitioning and corrupting replicas, then heals, collects
-every replica's committed history and checks it against the client history
+killing, pausing, partitioning, corrupting and replacing replicas, then
+heals, collects every replica's committed history and checks it against the
+client history
 (see :mod:`chaos.checker`). Prints progress and a report; exits 1 when any
 violation was found (the run directory is then kept for investigation).
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 import trio
 import typer
 
-from chaos.kinds import FAULT_KINDS
+from chaos.kinds import FAULT_KINDS as FAULT_KINDS  # re-exported
 from cli.apps import app
 from shard.observability import configure_logging
 
