@@ -15,6 +15,7 @@ Two sources, used together:
 from __future__ import annotations
 
 import re
+import ssl
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,7 @@ async def fetch_events(
     upto_seq: int,
     timeout: float = 30.0,
     secret: bytes | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[list[CommittedEntry], str | None]:
     """One replica's applied events for seqs 1..upto_seq; (entries, problem or None).
 
@@ -88,7 +90,7 @@ async def fetch_events(
         while True:
             try:
                 async with Subscription(
-                    [(replica, address)], start, retry_for=5.0, opening=opening
+                    [(replica, address)], start, retry_for=5.0, opening=opening, tls=tls
                 ) as items:
                     async for item in items:
                         entries.append(CommittedEntry(item.seq, tuple(item.events)))

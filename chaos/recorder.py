@@ -53,7 +53,11 @@ async def record_events(cluster: ChaosCluster, market: str, record: MarketRecord
         try:
             with trio.move_on_after(_REFRESH_S):
                 async with Subscription(
-                    [(n, addresses[n]) for n in order], next_seq, retry_for=2.0, opening=opening
+                    [(n, addresses[n]) for n in order],
+                    next_seq,
+                    retry_for=2.0,
+                    opening=opening,
+                    tls=cluster.tls,
                 ) as items:
                     async for item in items:
                         record.events[item.seq] = CommittedEntry(item.seq, tuple(item.events))

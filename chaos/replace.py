@@ -129,7 +129,7 @@ async def _keep_events(cluster: ChaosCluster, market: str, name: str) -> None:
     if not upto:
         return  # a spare that never applied anything, or not answering
     entries, problem = await fetch_events(
-        config, name, upto, timeout=_EVENTS_LIMIT_S, secret=cluster.secret
+        config, name, upto, timeout=_EVENTS_LIMIT_S, secret=cluster.secret, tls=cluster.tls
     )
     if problem:
         log.warning("events of a leaving replica", proc=name, problem=problem)

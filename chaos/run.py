@@ -69,6 +69,7 @@ class ChaosSettings:
     keep: bool = False  # keep the run directory even without violations
     progress_every_s: float = 5.0
     snapshot_every: int | None = None  # replicas' applied entries between snapshots
+    tls: bool = False  # mutual TLS on the replica links, wss:// gateways
 
 
 @attrs.frozen
@@ -112,7 +113,9 @@ async def _collect_live(
         upto = max((s.applied_seq for s in statuses[market.name] if s.reachable), default=0)
         per_market[market.name] = {}
         for name in cluster.replicas(market.name):
-            entries, problem = await fetch_events(market, name, upto, secret=cluster.secret)
+            entries, problem = await fetch_events(
+                market, name, upto, secret=cluster.secret, tls=cluster.tls
+            )
             if problem:
                 problems.append(problem)
             per_market[market.name][name] = CommittedLog.from_entries(market.name, entries)
@@ -236,6 +239,7 @@ async def run_chaos(settings: ChaosSettings, progress: Progress) -> ChaosResult:
         timing=timing,
         snapshot_every=settings.snapshot_every,
         spares=spares_needed(plan),  # a fresh replica for each planned replacement
+        tls=settings.tls,
     ) as cluster:
         await cluster.wait_leaders()
         progress(f"cluster up; {len(plan)} faults planned")
@@ -256,7 +260,7 @@ async def run_chaos(settings: ChaosSettings, progress: Progress) -> ChaosResult:
                 api_keys=cluster.api_keys,
                 markets=cluster.config.markets,
                 history=history,
-                settings=WorkloadSettings(clients=settings.clients),
+                settings=WorkloadSettings(clients=settings.clients, ca_file=cluster.ca_file),
             )
             nursery.cancel_scope.cancel()
         progress(_progress_line(history, trio.current_time() - start, settings.seconds))

@@ -46,6 +46,7 @@ from shard.node import protocol
 from shard.node.api import NodeStatus, ShardError
 from shard.node.client import ShardClient
 from shard.node.connection import ConnectFailed, ConnectionLost
+from shard.node.tls import HandshakeFailed, client_context, open_client_stream, probe_context
 from shard.observability import get_logger
 from shard.storage.segments import HEADER_SIZE, list_segments
 
@@ -97,6 +98,9 @@ class ChaosCluster:
         self.processes = processes
         self.api_keys = api_keys
         self.secret = read_secret(cluster)
+        self.tls = client_context(cluster)  # None: plain TCP to the replicas
+        # the CA a wss:// gateway is verified against (None: the gateways serve ws://)
+        self.ca_file = cluster.tls.ca_file if cluster.tls is not None else None
         # the current members of each group; a spare joins, a removed replica leaves
         self.members: dict[str, list[str]] = {
             m.name: list(m.initial_voters()) for m in cluster.markets
@@ -108,7 +112,8 @@ class ChaosCluster:
         # admin requests and raw status go through clients that know every name (the
         # leader may be a spare); status polls only ask the members
         self._admin = {
-            m.name: ShardClient(m, retry_for=2.0, secret=self.secret) for m in cluster.markets
+            m.name: ShardClient(m, retry_for=2.0, secret=self.secret, tls=self.tls)
+            for m in cluster.markets
         }
         # status clients per set of replicas asked (one is skipped when it is paused:
         # it would slow every poll)
@@ -150,7 +155,9 @@ class ChaosCluster:
         ]
 
     def gateway_urls(self) -> dict[str, str]:
-        return {g.name: f"ws://{g.listen}/" for g in self.config.gateways}
+        return {
+            g.name: f"{'wss' if g.cert_file else 'ws'}://{g.listen}/" for g in self.config.gateways
+        }
 
     def data_dir(self, name: str) -> Path:
         found = self.config.replica(name)
@@ -180,8 +187,11 @@ class ChaosCluster:
         found = self.config.replica(name)
         if found is not None:
             address = found[1].client
+            # a TLS replica expects the client certificate; a probe without one is logged
+            context = self.tls
         else:
             address = next(g.listen for g in self.config.gateways if g.name == name)
+            context = probe_context() if self.ca_file is not None else None
         host, port = parse_address(address)
         with trio.fail_after(timeout):
             while True:
@@ -192,7 +202,17 @@ class ChaosCluster:
                 except OSError:
                     await trio.sleep(0.05)
                     continue
-                await stream.aclose()
+                if context is None:
+                    await stream.aclose()
+                    return
+                try:
+                    secured = await open_client_stream(stream, context, host)
+                except HandshakeFailed:
+                    return  # listening; it refused this handshake (its log says why)
+                except OSError:
+                    await trio.sleep(0.05)  # lost during the handshake: not serving yet
+                    continue
+                await trio.aclose_forcefully(secured)
                 return
 
     async def kill(self, name: str) -> None:
@@ -287,7 +307,10 @@ class ChaosCluster:
             assert config is not None, market
             asked = tuple(r for r in config.replicas if r.name in names)
             client = ShardClient(
-                attrs.evolve(config, replicas=asked), retry_for=1.0, secret=self.secret
+                attrs.evolve(config, replicas=asked),
+                retry_for=1.0,
+                secret=self.secret,
+                tls=self.tls,
             )
             self._status_clients[key] = client
         return client
@@ -403,15 +426,19 @@ async def open_cluster(
     start: bool = True,
     snapshot_every: int | None = None,
     spares: Mapping[str, int] | None = None,
+    tls: bool = False,
 ) -> AsyncIterator[ChaosCluster]:
     """Generate the topology under ``root``, start proxies and processes; stop all on exit.
 
     ``snapshot_every`` (applied entries between a replica's snapshots) is passed to
     every replica; small values make a short run compact its logs and install snapshots.
     ``spares`` (market -> count) lists spare replicas, started only when a fault adds one.
+    ``tls``: mutual TLS on every replica link and wss:// gateways, under a CA made here.
     """
     root.mkdir(parents=True, exist_ok=True)
-    cluster = build_cluster(root, durability=durability, timing=timing, secret=True, spares=spares)
+    cluster = build_cluster(
+        root, durability=durability, timing=timing, secret=True, spares=spares, tls=tls
+    )
     base = write_config(cluster, root / "cluster.toml")
     store = KeyStore(cluster.keys_file)
     api_keys = {user: store.create(user).api_key for user in users}

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import attrs
 
+from cli.certs import create_certificates, with_certificates
 from config.load import parse_address
 from config.ports import free_ports
 from config.schema import ClusterConfig, GatewayConfig, MarketConfig, ReplicaConfig, TimingConfig
@@ -45,9 +46,12 @@ def build_cluster(
     timing: TimingConfig | None = None,
     secret: bool = False,
     spares: Mapping[str, int] | None = None,
+    tls: bool = False,
 ) -> ClusterConfig:
     """The real configuration, data directories under ``root``; with ``secret``, a cluster
-    secret file there too, so that every connection to a replica must prove it.
+    secret file there too, so that every connection to a replica must prove it; with
+    ``tls``, a cluster CA and every certificate under ``root/tls`` and TLS on (mutual TLS
+    on the replica links, wss:// at the gateways).
 
     ``spares``: market -> how many spare replicas (``join = true``) to list after its
     ``replicas`` initial ones."""
@@ -71,7 +75,7 @@ def build_cluster(
             for i in range(1, replicas + extra.get(name, 0) + 1)
         )
         market_configs.append(MarketConfig(name, tick, lot, members))
-    return ClusterConfig(
+    cluster = ClusterConfig(
         cluster_id="clob-chaos",
         markets=tuple(market_configs),
         gateways=tuple(
@@ -83,6 +87,10 @@ def build_cluster(
         timing=timing or TimingConfig(),
         secret_file=str(secret_file) if secret else None,
     )
+    if tls:
+        create_certificates(cluster, root / "tls")
+        cluster = with_certificates(cluster, root / "tls")
+    return cluster
 
 
 def with_peer_addresses(

@@ -59,6 +59,7 @@ class WorkloadSettings:
     think_max_s: float = 0.02  # pause between a client's requests, uniform in [0, this]
     request_timeout_s: float = 15.0  # client-side bound, above the gateway's own
     reconnect_backoff_s: float = 0.2
+    ca_file: str | None = None  # wss:// gateways are verified against this CA
 
 
 @attrs.frozen
@@ -198,7 +199,10 @@ class WorkloadClient:
                 await trio.sleep(self.settings.reconnect_backoff_s)
 
     async def _session(self, url: str, deadline: float) -> None:
-        async with open_client(url, api_key=self.api_key) as client, trio.open_nursery() as nursery:
+        async with (
+            open_client(url, api_key=self.api_key, ca_file=self.settings.ca_file) as client,
+            trio.open_nursery() as nursery,
+        ):
             nursery.start_soon(self._record_user_stream, client)
             while trio.current_time() < deadline and client.closed_reason is None:
                 op, market, fields = self.generator.next_request()
@@ -253,8 +257,16 @@ class WorkloadClient:
 class TradesWatcher:
     """Records one market's public trades stream, one session per connection."""
 
-    def __init__(self, market: str, urls: Sequence[str], history: History, index: int) -> None:
+    def __init__(
+        self,
+        market: str,
+        urls: Sequence[str],
+        history: History,
+        index: int,
+        ca_file: str | None = None,
+    ) -> None:
         self.market = market
+        self.ca_file = ca_file
         self.urls = _rotation(urls, index)
         self.history = history
 
@@ -272,7 +284,10 @@ class TradesWatcher:
 
     async def _session(self, url: str) -> None:
         subscription: Subscription | None = None
-        async with open_client(url) as client, client.trades_stream(self.market) as stream:
+        async with (
+            open_client(url, ca_file=self.ca_file) as client,
+            client.trades_stream(self.market) as stream,
+        ):
             async for trade in stream:
                 if subscription is None or trade.after_gap:
                     subscription = self.history.subscribe("watcher", "-", "trades", self.market)
@@ -322,6 +337,7 @@ async def run_workload(
         for client in clients:
             nursery.start_soon(client.run, deadline)
         for index, spec in enumerate(specs):
-            nursery.start_soon(TradesWatcher(spec.name, urls, history, index).run, deadline)
+            watcher = TradesWatcher(spec.name, urls, history, index, settings.ca_file)
+            nursery.start_soon(watcher.run, deadline)
     history.close()
     return clients

@@ -56,6 +56,12 @@ def chaos(
         help="Applied entries between the replicas' snapshots (default: the node's); "
         "small values exercise log compaction and snapshot installs.",
     ),
+    tls: bool = typer.Option(
+        False,
+        "--tls",
+        help="Mutual TLS on every replica link (through the fault proxies) and wss:// "
+        "gateways, under a CA made for the run.",
+    ),
 ) -> None:
     """Run seeded faults against a local cluster and check linearizability and durability."""
     try:
@@ -83,6 +89,7 @@ def chaos(
         root=Path(directory) if directory else None,
         keep=keep,
         snapshot_every=snapshot_every,
+        tls=tls,
     )
     result = trio.run(run_chaos, settings, typer.echo)
     typer.echo("")

@@ -151,6 +151,9 @@ async def wait_listening(address: str, timeout: float, tls: ssl.SSLContext | Non
                 secured = await open_client_stream(stream, tls, host)
             except HandshakeFailed:
                 return True  # listening, though it would not complete this handshake
+            except OSError:
+                await trio.sleep(0.1)  # lost during the handshake: not serving yet
+                continue
             await trio.aclose_forcefully(secured)
             return True
     return False

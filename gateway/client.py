@@ -31,7 +31,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket
 
 from gateway.client_streams import BookStream, StreamQueue, TradeStream, UserStream
 from gateway.settings import MAX_FRAME_BYTES
-from shard.node.tls import open_client_stream, websocket_client_context
+from shard.node.tls import HandshakeFailed, open_client_stream, websocket_client_context
 
 # What this client accepts from a gateway it chose to trust: book snapshots can be
 # large, and so can a command's reply (a taker sweeping 300,000 orders has as many fills).
@@ -317,9 +317,13 @@ async def _check_certificate(url: str, context: ssl.SSLContext) -> None:
     """
     parts = urllib.parse.urlsplit(url)
     host = parts.hostname or ""
-    with trio.fail_after(_CHECK_TIMEOUT_S):
-        tcp = await trio.open_tcp_stream(host, parts.port or 443)
-        stream = await open_client_stream(tcp, context, host)
+    try:
+        with trio.fail_after(_CHECK_TIMEOUT_S):
+            tcp = await trio.open_tcp_stream(host, parts.port or 443)
+            stream = await open_client_stream(tcp, context, host)
+    except trio.TooSlowError as exc:  # a stalled gateway: a connection failure like the others
+        raise HandshakeFailed(f"TLS handshake with {host}: no answer within "
+                              f"{_CHECK_TIMEOUT_S:g} s") from exc  # fmt: skip
     await trio.aclose_forcefully(stream)
 
 

@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from chaos.run import ChaosSettings, run_chaos
+from config.load import load_config
 
 # Leader loss, a torn WAL tail, a replica replaced and a gateway kill in about 35 s.
 KINDS = (
@@ -45,7 +46,8 @@ async def test_short_chaos_run_finds_no_violation(tmp_path: Path) -> None:
 async def test_replicas_replaced_under_load_and_leader_kills(tmp_path: Path) -> None:
     """ETH-USD: a spare joins and a follower leaves, its leader is killed (the new voter
     must help elect), then a second replacement; the removed replicas' data directories
-    are compared with the group's at the end."""
+    are compared with the group's at the end. Every replica link is mutual TLS (through
+    the fault proxies) and the clients reach the gateways over wss://."""
     settings = ChaosSettings(
         seed=3,
         seconds=30,
@@ -53,9 +55,12 @@ async def test_replicas_replaced_under_load_and_leader_kills(tmp_path: Path) -> 
         kinds=("replace_follower", "kill_leader"),
         root=tmp_path / "run",
         snapshot_every=300,
+        tls=True,
     )
     result = await run_chaos(settings, lambda line: None)
     assert result.violations == (), result.report
+    config = load_config(tmp_path / "run" / "cluster.toml")
+    assert config.tls is not None and all(g.cert_file for g in config.gateways)
     faults = _faults(tmp_path / "run")
     replaced = [f for f in faults if f["kind"] == "replace_follower"]
     assert len(replaced) == 2, result.report

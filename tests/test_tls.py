@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import ssl
 import stat
+import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,7 @@ from shard.node.tls import (
     TlsError,
     client_context,
     gateway_context,
+    open_client_stream,
     probe_context,
     replica_contexts,
 )
@@ -454,11 +457,18 @@ def test_clob_node_processes_serve_mutual_tls_and_clob_admin_reaches_them(tmp_pa
                     return (await c.submit(order(1))).seq
 
         assert trio.run(submit) >= 2
-        status = CliRunner().invoke(app, ["admin", "status", "--config", str(config), "--json"])
-        assert status.exit_code == 0, status.output
-        replicas = orjson.loads(status.stdout)[market.name]["replicas"]
-        assert all(r["reachable"] for r in replicas)
-        assert [r["role"] for r in replicas].count("leader") == 1
+        # a status is a snapshot: on a loaded machine a replica may miss its 1 s connect
+        # timeout, or a deposed leader not know it yet; ask until the group looks settled
+        for _ in range(20):
+            status = CliRunner().invoke(app, ["admin", "status", "--config", str(config), "--json"])
+            assert status.exit_code == 0, status.output
+            replicas = orjson.loads(status.stdout)[market.name]["replicas"]
+            roles = [r["role"] for r in replicas]
+            if all(r["reachable"] for r in replicas) and roles.count("leader") == 1:
+                break
+            time.sleep(0.5)
+        assert all(r["reachable"] for r in replicas), replicas
+        assert roles.count("leader") == 1, replicas
         plain = attrs.evolve(cluster, tls=None)  # the same replicas without a certificate
 
         async def intrude() -> None:
@@ -517,3 +527,25 @@ def test_certificate_names_must_not_clash(tmp_path: Path) -> None:
     with pytest.raises(CertificateError, match="--only needs the CA"):
         create_certificates(cluster, tmp_path / "d", only=[name])
     assert not any((tmp_path / d).exists() for d in "abcd")  # nothing written
+
+
+async def test_a_connection_lost_during_the_handshake_is_not_a_tls_failure(tmp_path: Path) -> None:
+    # What a fault proxy whose upstream is down does (and a peer that restarts mid-handshake):
+    # accept, then close at once. The dialer must see a lost connection, which its callers
+    # treat as any other, and not a certificate problem, which they log as an error.
+    cluster, _ = tls_topology(tmp_path)
+    context = client_context(cluster)
+    assert context is not None
+
+    async def hang_up(stream: trio.SocketStream) -> None:
+        await stream.aclose()
+
+    async with trio.open_nursery() as nursery:
+        [listener] = await nursery.start(partial(trio.serve_tcp, hang_up, 0, host="127.0.0.1"))
+        port = listener.socket.getsockname()[1]
+        tcp = await trio.open_tcp_stream("127.0.0.1", port)
+        with pytest.raises(OSError) as lost:
+            await open_client_stream(tcp, context, "127.0.0.1")
+        assert not isinstance(lost.value, HandshakeFailed)
+        assert "connection lost" in str(lost.value)
+        nursery.cancel_scope.cancel()

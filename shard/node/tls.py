@@ -187,7 +187,10 @@ async def open_client_stream(
 ) -> trio.SSLStream[trio.SocketStream]:
     """TLS over ``tcp``, verifying that the server is ``host``; the handshake is done.
 
-    Raises :class:`HandshakeFailed` (and closes ``tcp``) when it fails; on
+    Raises :class:`HandshakeFailed` (and closes ``tcp``) when TLS itself fails (a
+    certificate refused, a protocol alert), and ``ConnectionResetError`` when the
+    connection was lost during the handshake (reset, closed: a peer restarting, a
+    proxy whose upstream is down), which callers treat as any lost connection. On
     cancellation ``tcp`` is closed too. The caller bounds the time.
     """
     stream = trio.SSLStream(tcp, context, server_hostname=host, https_compatible=True)
@@ -195,7 +198,12 @@ async def open_client_stream(
         await stream.do_handshake()
     except trio.BrokenResourceError as exc:
         await trio.aclose_forcefully(tcp)
-        raise HandshakeFailed(f"TLS handshake with {host}: {_reason(exc)}") from exc
+        cause = exc.__cause__
+        if isinstance(cause, ssl.SSLError) and not isinstance(cause, ssl.SSLEOFError):
+            raise HandshakeFailed(f"TLS handshake with {host}: {_reason(exc)}") from exc
+        raise ConnectionResetError(
+            f"TLS handshake with {host}: connection lost ({_reason(exc)})"
+        ) from exc
     except BaseException:
         await trio.aclose_forcefully(tcp)
         raise
