@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import trio
 import typer
-from trio_websocket import HandshakeError
+from trio_websocket import ConnectionTimeout, HandshakeError
 
 from cli.apps import app
 from gateway.client import ClientError, GatewayClient, open_client
@@ -64,10 +64,19 @@ def _run(
         ) from None
     except (OSError, HandshakeError, trio.BrokenResourceError) as exc:
         # a failed TLS handshake (say, an untrusted certificate) is a BrokenResourceError
-        typer.echo(f"cannot reach the gateway at {url}: {exc.__cause__ or exc!r}", err=True)
+        typer.echo(unreachable(url, exc), err=True)
         raise typer.Exit(2) from None
     if result is not None:
         typer.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+
+
+def unreachable(url: str, exc: BaseException) -> str:
+    """What to tell a user whose client could not open ``url``."""
+    hint = ""
+    if isinstance(exc, ConnectionTimeout) and url.lower().startswith("ws:"):
+        # a wss:// gateway never answers a plain opening: it looks like a silent gateway
+        hint = " (no WebSocket answer: if the gateway serves wss://, use a wss:// URL)"
+    return f"cannot reach the gateway at {url}: {exc.__cause__ or exc!r}{hint}"
 
 
 @app.command()

@@ -38,6 +38,10 @@ from shard.node.tls import HandshakeFailed, open_client_stream, websocket_client
 CLIENT_MAX_MESSAGE = 1024 * 1024 * 1024
 STREAM_QUEUE = 10_000
 _CHECK_TIMEOUT_S = 10.0  # connecting and the TLS handshake of the certificate check
+# Connecting and the WebSocket opening handshake. A gateway closes a connection that has
+# not finished it in 10 s, so waiting longer (trio-websocket's default is 60 s) only
+# delays the answer, e.g. for a ws:// URL pointed at a gateway that serves wss://.
+CONNECT_TIMEOUT_S = 15.0
 
 
 class ClientError(Exception):
@@ -311,7 +315,7 @@ async def _check_certificate(url: str, context: ssl.SSLContext) -> None:
     """Complete one TLS handshake with the gateway, then close it.
 
     trio-websocket 0.12 reports a handshake that fails (an untrusted or wrong
-    certificate) only as a timeout once ``connect_timeout`` (60 s) has passed;
+    certificate) only as a timeout once ``connect_timeout`` has passed;
     this reports it at once, as :class:`shard.node.tls.HandshakeFailed` (an
     OSError) naming the reason, for the cost of one more handshake per connection.
     """
@@ -366,6 +370,7 @@ async def open_client(
             open_websocket_url(
                 url,
                 ssl_context=ssl_context,
+                connect_timeout=CONNECT_TIMEOUT_S,
                 max_message_size=CLIENT_MAX_MESSAGE,
                 message_queue_size=64,
             ) as ws,

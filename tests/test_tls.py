@@ -21,12 +21,14 @@ import trio
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from trio_websocket import ConnectionTimeout
 from typer.testing import CliRunner
 
 import cli.certs  # registers create-certs
 import cli.client  # noqa: F401  (registers the client commands)
 from cli.apps import app
 from cli.certs import CertificateError, create_certificates, with_certificates
+from cli.client import unreachable
 from cli.processes import wait_listening
 from config.load import ConfigError, load_config, structure_config
 from config.ports import free_ports
@@ -549,3 +551,14 @@ async def test_a_connection_lost_during_the_handshake_is_not_a_tls_failure(tmp_p
         assert not isinstance(lost.value, HandshakeFailed)
         assert "connection lost" in str(lost.value)
         nursery.cancel_scope.cancel()
+
+
+def test_a_ws_url_that_times_out_is_told_to_try_wss() -> None:
+    # a wss:// gateway never answers a plain ws:// opening: the client times out
+    # (trio-websocket's ConnectionTimeout); the message says what to try
+    plain = unreachable("ws://127.0.0.1:8700/", ConnectionTimeout())
+    assert "use a wss:// URL" in plain and "ws://127.0.0.1:8700/" in plain
+    # no such hint for a wss:// URL, nor for a refused connection
+    assert "use a wss://" not in unreachable("wss://127.0.0.1:8700/", ConnectionTimeout())
+    refused = unreachable("ws://127.0.0.1:1/", ConnectionRefusedError(111, "refused"))
+    assert "use a wss://" not in refused and "refused" in refused
