@@ -4,7 +4,6 @@ membership, choosing whom to remove, and matching processes to members."""
 from __future__ import annotations
 
 import itertools
-import sys
 from pathlib import Path
 
 import pytest
@@ -30,10 +29,11 @@ from chaos.proxy import Link, ProxyMesh
 from chaos.recorder import contiguous_runs
 from chaos.report import faults_table
 from chaos.run import offline_sources
-from chaos.supervisor import ChaosCluster, ManagedProcess, proxy_ports
+from chaos.supervisor import proxy_ports
 from chaos.topology import build_cluster, raft_addresses, with_peer_addresses
-from config.load import load_config, parse_address
+from config.load import load_config
 from config.render import write_config
+from tests.test_chaos_supervisor import stand_in_cluster
 
 MARKETS = ["BTC-USD", "ETH-USD"]
 POOL = ["btc-usd-1", "btc-usd-2", "btc-usd-3", "btc-usd-4", "btc-usd-5"]
@@ -176,35 +176,8 @@ def test_report_shows_the_membership_timing() -> None:
 
 
 # A stand-in for a replica: listens on the replica's client port until killed.
-_LISTENER = """
-import socket, sys, time
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen()
-while True:
-    time.sleep(1)
-"""
-
-
-def _cluster(tmp_path: Path) -> ChaosCluster:
-    config = build_cluster(
-        tmp_path, markets=[("BTC-USD", "0.01", "0.001")], gateways=0, spares={"BTC-USD": 2}
-    )
-    processes = {}
-    for replica in config.markets[0].replicas:
-        port = parse_address(replica.client)[1]
-        processes[replica.name] = ManagedProcess(
-            replica.name,
-            "replica",
-            "BTC-USD",
-            [sys.executable, "-c", _LISTENER, str(port)],
-            tmp_path / "logs" / f"{replica.name}.log",
-        )
-    meshes = {"BTC-USD": ProxyMesh(raft_addresses(config.markets[0]))}
-    return ChaosCluster(tmp_path, config, meshes, processes, {})
-
-
 def test_spares_are_taken_once_and_only_members_are_active(tmp_path: Path) -> None:
-    cluster = _cluster(tmp_path)
+    cluster = stand_in_cluster(tmp_path, spares=2)
     assert cluster.replicas("BTC-USD") == POOL[:3]
     assert cluster.pool("BTC-USD") == POOL
     assert cluster.active() == POOL[:3]
@@ -218,7 +191,7 @@ def test_spares_are_taken_once_and_only_members_are_active(tmp_path: Path) -> No
 async def test_applying_a_membership_starts_the_spare_and_retires_the_removed(
     tmp_path: Path,
 ) -> None:
-    cluster = _cluster(tmp_path)
+    cluster = stand_in_cluster(tmp_path, spares=2)
     try:
         with trio.fail_after(30):
             await cluster.start_all()

@@ -29,8 +29,12 @@ def _state(pid: int) -> str:
     return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].split()[0]
 
 
-def _cluster(tmp_path: Path) -> ChaosCluster:
-    config = build_cluster(tmp_path, markets=[("BTC-USD", "0.01", "0.001")], gateways=0)
+def stand_in_cluster(tmp_path: Path, spares: int = 0) -> ChaosCluster:
+    """A one-market chaos cluster whose replicas are stand-ins that only listen on their
+    client ports (with ``spares`` spare replicas configured); no gateway, no proxy running."""
+    config = build_cluster(
+        tmp_path, markets=[("BTC-USD", "0.01", "0.001")], gateways=0, spares={"BTC-USD": spares}
+    )
     processes = {}
     for replica in config.markets[0].replicas:
         port = parse_address(replica.client)[1]
@@ -47,7 +51,7 @@ def _cluster(tmp_path: Path) -> ChaosCluster:
 
 @pytest.mark.processes
 async def test_start_pause_kill_restart_stop(tmp_path: Path) -> None:
-    cluster = _cluster(tmp_path)
+    cluster = stand_in_cluster(tmp_path)
     name = cluster.replicas("BTC-USD")[0]
     try:
         with trio.fail_after(30):
@@ -83,7 +87,7 @@ async def test_start_pause_kill_restart_stop(tmp_path: Path) -> None:
 
 
 def test_torn_wal_tail_is_cut_and_recovered(tmp_path: Path) -> None:
-    cluster = _cluster(tmp_path)
+    cluster = stand_in_cluster(tmp_path)
     name = cluster.replicas("BTC-USD")[1]
     storage, _ = open_storage(cluster.data_dir(name), "none")
     storage.append([Entry(1, i, EntryKind.NORMAL, b"x" * 50) for i in range(1, 6)])
