@@ -337,20 +337,12 @@ class ChaosCluster:
     async def group_view(self, market: str) -> GroupView | None:
         """The group as its newest leader sees it (every running replica of ``market`` is
         asked, a spare being added included); None when no leader answers."""
-        client = self._admin[market]
         views: list[GroupView | None] = []
 
         async def ask(name: str) -> None:
-            connection = client.connection(name)
-            answered = False
-            with trio.move_on_after(_STATUS_TIMEOUT_S):
-                try:
-                    views.append(parse_view(await connection.request({"t": "status"})))
-                    answered = True
-                except (ConnectFailed, ConnectionLost, ShardError) as exc:
-                    log.debug("status failed", proc=name, error=repr(exc))
-            if not answered:  # a request may still be pending on it: start afresh next time
-                await connection.aclose()
+            reply = await self._raw_status(name)
+            if reply is not None:
+                views.append(parse_view(reply))
 
         async with trio.open_nursery() as nursery:
             for name in self.pool(market):
@@ -361,12 +353,24 @@ class ChaosCluster:
 
     async def applied_seq(self, name: str) -> int | None:
         """The seq ``name`` has applied, from its status (None: it does not answer)."""
+        reply = await self._raw_status(name)
+        if reply is None:
+            return None
+        try:
+            protocol.raise_for_error(reply)
+        except ShardError as exc:
+            log.debug("status refused", proc=name, error=repr(exc))
+            return None
+        return int(reply["applied_seq"])
+
+    async def _raw_status(self, name: str) -> protocol.Message | None:
+        """One replica's status reply, asked directly (it may be a spare being added);
+        None when it does not answer within a second. Its connection is then closed: a
+        request may still be pending on it, so the next one starts afresh."""
         connection = self._admin[self.market_of(name).name].connection(name)
         with trio.move_on_after(_STATUS_TIMEOUT_S):
             try:
-                reply = await connection.request({"t": "status"})
-                protocol.raise_for_error(reply)
-                return int(reply["applied_seq"])
+                return await connection.request({"t": "status"})
             except (ConnectFailed, ConnectionLost, ShardError) as exc:
                 log.debug("status failed", proc=name, error=repr(exc))
         await connection.aclose()
